@@ -1,0 +1,117 @@
+"""Layered configuration: conf/defaults.toml < conf/<env>.toml < --config FILE < --set KEY=VALUE.
+
+Every key must be declared in ``defaults.toml``; a later layer that names an unknown key or gives
+a value of another type is refused with a clear message (a typo must not silently do nothing).
+Values from ``--set`` are parsed as TOML scalars (``140``, ``6519.0``, ``true``, ``"x"``) and fall
+back to plain strings. The ``[spark]`` section is free-form: Spark settings, passed to the session.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable
+
+FREE_SECTIONS = ("spark",)
+
+
+class ConfigError(ValueError):
+    """A configuration layer is invalid; the message names the layer and the key."""
+
+
+def conf_dir() -> Path:
+    """Where the layered TOML files live: ``$SPECTRALDL_CONF_DIR``, the repository's ``conf/``,
+    or the copy shipped inside the package (cluster mode)."""
+    env = os.environ.get("SPECTRALDL_CONF_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent.parent / "conf", here / "_conf"):
+        if (cand / "defaults.toml").is_file():
+            return cand
+    raise ConfigError("cannot find conf/defaults.toml (set SPECTRALDL_CONF_DIR)")
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _merge(base: dict[str, Any], layer: dict[str, Any], origin: str, prefix: str = "") -> None:
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        if prefix == "" and key in FREE_SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: [{key}] must be a table")
+            base.setdefault(key, {}).update({k: str(v) for k, v in value.items()})
+            continue
+        if key not in base:
+            raise ConfigError(f"{origin}: unknown setting {dotted!r}")
+        old = base[key]
+        if isinstance(old, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: {dotted!r} is a section, not a value")
+            _merge(old, value, origin, dotted + ".")
+            continue
+        if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not type(old):
+            raise ConfigError(f"{origin}: {dotted!r} must be {type(old).__name__}, got {value!r}")
+        base[key] = value
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """``"preprocess.n_points=140"`` -> ``{"preprocess": {"n_points": 140}}``."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {item!r}: bad key")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    if parts[0] in FREE_SECTIONS:  # spark.sql.x=y: the rest of the key is one Spark setting
+        return {parts[0]: {".".join(parts[1:]) if parts[0] != "spark" else key.strip(): str(value)}}
+    out: dict[str, Any] = {}
+    node = out
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_config(env: str = "local", config_file: str | os.PathLike | None = None,
+                overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Build the configuration of one run.
+
+    Parameters
+    ----------
+    env : str
+        ``local`` or ``cluster`` (selects ``conf/<env>.toml``; a missing file is an error).
+    config_file : path, optional
+        A user TOML file layered on top.
+    overrides : iterable of str
+        ``KEY=VALUE`` items (dotted keys), applied last.
+    """
+    d = conf_dir()
+    cfg = _load_toml(d / "defaults.toml")
+    cfg.setdefault("spark", {})
+    cfg["spark"] = {k: str(v) for k, v in cfg["spark"].items()}
+    env_file = d / f"{env}.toml"
+    if not env_file.is_file():
+        raise ConfigError(f"unknown environment {env!r}: no {env_file}")
+    _merge(cfg, _load_toml(env_file), str(env_file))
+    if config_file:
+        _merge(cfg, _load_toml(Path(config_file)), str(config_file))
+    for item in overrides:
+        _merge(cfg, parse_override(item), f"--set {item}")
+    cfg["_env"] = env
+    return copy.deepcopy(cfg)

@@ -1,0 +1,372 @@
+"""A small, strict and fast FITS parser: headers as lazy dicts, data as ``np.frombuffer`` views.
+
+Why not astropy? ``astropy.io.fits.open`` costs about 0.5 ms per LAMOST file, most of it in
+building ``Card`` objects the pipeline never looks at. Reading 11.4 M files makes that an hour of
+CPU per core. This module splits the header into 80-byte cards with one ``decode``, indexes them
+by keyword and parses a value only when it is asked for; images and binary tables are views over
+the file's bytes. Tests prove the values and arrays equal astropy's for every real file.
+
+Everything here raises :class:`~spectraldl.io.errors.SpectrumError` with a reason code, and
+nothing allocates more than :attr:`Limits.max_bytes`: sizes declared in a header are checked
+before any array is built, and gzip streams are inflated with a hard output cap.
+"""
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import SpectrumError
+
+try:  # ISA-L inflates 2-3x faster than zlib; optional.
+    from isal import isal_zlib as _zlib_impl
+except ImportError:  # pragma: no cover - isal is in requirements.txt
+    _zlib_impl = zlib
+
+BLOCK = 2880
+CARD = 80
+GZIP_MAGIC = b"\x1f\x8b"
+
+_BITPIX_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+_INT_RE = re.compile(r"^[+-]?\d+$")
+_FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?$")
+_TFORM_RE = re.compile(r"^\s*(\d*)([LXBIJKAEDCMPQ])(.*)$")
+_TFORM_DTYPES = {
+    "L": "i1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8",
+    "E": ">f4", "D": ">f8", "C": ">c8", "M": ">c16",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one file.
+
+    Attributes
+    ----------
+    max_bytes : int
+        Largest file, decompressed stream or declared data unit accepted (``too_large`` above).
+    max_header_cards : int
+        Largest header accepted, in cards (a 10,000-card header is valid and read).
+    max_hdus : int
+        Most HDUs scanned in one file.
+    """
+
+    max_bytes: int = 64 * 1024 * 1024
+    max_header_cards: int = 100_000
+    max_hdus: int = 64
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def gunzip(data: bytes, limit: int, name: str | None = None) -> bytes:
+    """Inflate a (possibly multi-member) gzip stream, refusing to produce more than ``limit`` bytes.
+
+    Raises
+    ------
+    SpectrumError
+        ``too_large`` when the output would exceed ``limit`` (a gzip bomb), ``gzip_error`` when
+        the stream is corrupt or ends early.
+    """
+    out: list[bytes] = []
+    total = 0
+    rest = data
+    try:
+        while rest:
+            d = _zlib_impl.decompressobj(47)  # 32 + 15: gzip or zlib header, max window
+            chunk = d.decompress(rest, limit - total + 1)
+            total += len(chunk)
+            out.append(chunk)
+            if total > limit:
+                raise SpectrumError("too_large", name, f"gzip stream inflates past {limit} bytes")
+            if not d.eof:
+                if d.unconsumed_tail:  # the cap stopped it: more output pending
+                    raise SpectrumError("too_large", name, f"gzip stream inflates past {limit} bytes")
+                raise SpectrumError("gzip_error", name, "gzip stream ends early (truncated)")
+            rest = d.unused_data
+            if rest and not rest.startswith(GZIP_MAGIC):
+                break  # trailing garbage after the last member: ignored, as gzip(1) does
+    except (zlib.error, getattr(_zlib_impl, "error", zlib.error), ValueError) as exc:
+        raise SpectrumError("gzip_error", name, f"corrupt gzip stream: {exc}") from None
+    return b"".join(out)
+
+
+def parse_value(raw: str) -> Any:
+    """Parse the value field of a FITS card (the text after ``= ``), as astropy does.
+
+    Strings lose their quotes and trailing blanks (``''`` is an escaped quote); ``T``/``F`` are
+    booleans; integers and reals (``D`` exponents allowed) are numbers; an empty field is None.
+    Anything else is returned as the stripped text.
+    """
+    s = raw.lstrip()
+    if s.startswith("'"):
+        i, n, chars = 1, len(s), []
+        while i < n:
+            c = s[i]
+            if c == "'":
+                if i + 1 < n and s[i + 1] == "'":
+                    chars.append("'")
+                    i += 2
+                    continue
+                break
+            chars.append(c)
+            i += 1
+        return "".join(chars).rstrip()
+    field = s.split("/", 1)[0].strip()
+    if field == "":
+        return None
+    if field == "T":
+        return True
+    if field == "F":
+        return False
+    if _INT_RE.match(field):
+        return int(field)
+    if _FLOAT_RE.match(field):
+        return float(field.replace("D", "E").replace("d", "e"))
+    return field
+
+
+class Header:
+    """A FITS header indexed by keyword; values are parsed on first access.
+
+    ``header[key]`` raises ``KeyError`` like a dict; :meth:`get` returns a default. For a keyword
+    that occurs more than once the first card wins, as in astropy. Commentary cards (``COMMENT``,
+    ``HISTORY``, blank, or any card without ``= `` in columns 9-10) hold no value and are skipped.
+    """
+
+    __slots__ = ("_raw", "_cache", "ncards")
+
+    def __init__(self, cards: list[str]) -> None:
+        raw: dict[str, str] = {}
+        for c in cards:
+            if c[8:10] == "= ":
+                key = c[:8].rstrip()
+                if key not in raw:
+                    raw[key] = c[10:]
+        self._raw = raw
+        self._cache: dict[str, Any] = {}
+        self.ncards = len(cards)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._raw
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._cache[key]
+        except KeyError:
+            value = parse_value(self._raw[key])
+            self._cache[key] = value
+            return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self._raw else default
+
+    def keys(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def first(self, *keys: str) -> Any:
+        """The value of the first keyword of ``keys`` that is present (keyword drift), else None."""
+        for k in keys:
+            if k in self._raw:
+                return self[k]
+        return None
+
+
+@dataclass
+class HDU:
+    """One header-data unit: its header and where its data lie in the file's bytes."""
+
+    index: int
+    header: Header
+    data_offset: int
+    data_size: int
+    xtension: str  # "PRIMARY", "IMAGE", "BINTABLE", "TABLE", ...
+
+    @property
+    def extname(self) -> str:
+        v = self.header.get("EXTNAME")
+        return v.strip().upper() if isinstance(v, str) else ""
+
+
+def _int_card(h: Header, key: str, name: str | None, minimum: int = 0) -> int:
+    v = h.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+        raise SpectrumError("bad_header", name, f"{key} = {v!r} is not an integer >= {minimum}")
+    return v
+
+
+class FitsFile:
+    """The HDUs of one FITS file held in memory.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole (already inflated) file.
+    name : str, optional
+        The file name used in error messages.
+    limits : Limits
+        Resource limits.
+    """
+
+    def __init__(self, data: bytes, name: str | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.data = data
+        self.name = name
+        self.limits = limits
+        if len(data) == 0:
+            raise SpectrumError("empty_file", name, "zero bytes")
+        if not data.startswith(b"SIMPLE  ="):
+            raise SpectrumError("not_fits", name, f"starts with {data[:16]!r}, not a SIMPLE card")
+        self.hdus: list[HDU] = []
+        offset = 0
+        while offset < len(data) and len(self.hdus) < limits.max_hdus:
+            if len(self.hdus) > 0 and data[offset:offset + 9] != b"XTENSION=":
+                break  # special records or padding after the last HDU: ignored, as astropy does
+            hdu = self._parse_hdu(offset, len(self.hdus))
+            self.hdus.append(hdu)
+            end = hdu.data_offset + hdu.data_size
+            offset = hdu.data_offset + -(-hdu.data_size // BLOCK) * BLOCK
+            if end > len(data):
+                raise SpectrumError(
+                    "truncated", name,
+                    f"HDU {hdu.index} data needs {end} bytes, the file has {len(data)}")
+
+    def _parse_hdu(self, offset: int, index: int) -> HDU:
+        data, name, limits = self.data, self.name, self.limits
+        cards: list[str] = []
+        pos = offset
+        while True:
+            block = data[pos:pos + BLOCK]
+            if len(block) < BLOCK:
+                if len(data) % BLOCK:
+                    raise SpectrumError("truncated", name, f"file ends inside header {index}")
+                raise SpectrumError("bad_header", name, f"header {index} has no END card")
+            if not block.isascii():
+                raise SpectrumError("bad_header", name, f"non-ASCII bytes in header {index}")
+            text = block.decode("ascii")
+            pos += BLOCK
+            end_found = False
+            for i in range(0, BLOCK, CARD):
+                card = text[i:i + CARD]
+                if card.startswith("END") and card[3:].strip() == "":
+                    end_found = True
+                    break
+                cards.append(card)
+            if end_found:
+                break
+            if len(cards) > limits.max_header_cards:
+                raise SpectrumError("too_large", name, f"header {index} exceeds {limits.max_header_cards} cards")
+        h = Header(cards)
+        if index == 0:
+            xtension = "PRIMARY"
+        else:
+            x = h.get("XTENSION")
+            xtension = x.strip().upper() if isinstance(x, str) else ""
+        bitpix = h.get("BITPIX")
+        if bitpix not in _BITPIX_DTYPES:
+            raise SpectrumError("bad_header", name, f"HDU {index}: unsupported BITPIX {bitpix!r}")
+        naxis = _int_card(h, "NAXIS", name)
+        if naxis > 999:
+            raise SpectrumError("bad_header", name, f"HDU {index}: NAXIS = {naxis}")
+        size = 0
+        if naxis:
+            size = 1
+            for k in range(1, naxis + 1):
+                size *= _int_card(h, f"NAXIS{k}", name)
+        if index > 0:
+            pcount = _int_card(h, "PCOUNT", name) if "PCOUNT" in h else 0
+            gcount = _int_card(h, "GCOUNT", name, 1) if "GCOUNT" in h else 1
+            size = gcount * (pcount + size)
+        size *= abs(bitpix) // 8
+        if size > limits.max_bytes:
+            raise SpectrumError("too_large", name, f"HDU {index} declares {size} data bytes (limit {limits.max_bytes})")
+        return HDU(index, h, pos, size, xtension)
+
+    # -- lookup -------------------------------------------------------------------------------
+    @property
+    def primary(self) -> Header:
+        return self.hdus[0].header
+
+    def find(self, extname: str) -> HDU | None:
+        """The first HDU whose EXTNAME equals ``extname`` (case-insensitive), else None."""
+        extname = extname.upper()
+        for hdu in self.hdus:
+            if hdu.extname == extname:
+                return hdu
+        return None
+
+    # -- data ---------------------------------------------------------------------------------
+    def image(self, hdu: HDU) -> np.ndarray:
+        """The image of ``hdu`` as a read-only array of shape (NAXISn, ..., NAXIS1).
+
+        BSCALE/BZERO are applied (to float64) when present and not the identity.
+        """
+        h = hdu.header
+        naxis = h["NAXIS"]
+        shape = tuple(h[f"NAXIS{k}"] for k in range(naxis, 0, -1))
+        dtype = np.dtype(_BITPIX_DTYPES[h["BITPIX"]])
+        arr = np.frombuffer(self.data, dtype=dtype, count=int(np.prod(shape)) if shape else 0,
+                            offset=hdu.data_offset).reshape(shape)
+        bscale, bzero = h.get("BSCALE", 1), h.get("BZERO", 0)
+        if bscale != 1 or bzero != 0:
+            arr = arr * np.float64(bscale) + np.float64(bzero)
+        return arr
+
+    def table(self, hdu: HDU, columns: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Columns of a BINTABLE HDU as arrays, keyed by upper-cased TTYPE.
+
+        Fixed-size fields are views of shape (NAXIS2,) or (NAXIS2, repeat). Variable-length
+        (P/Q) and bit (X) columns are not supported; they are skipped unless asked for by name.
+        """
+        name = self.name
+        h = hdu.header
+        if hdu.xtension != "BINTABLE":
+            raise SpectrumError("bad_shape", name, f"HDU {hdu.index} is {hdu.xtension or 'no extension'}, not BINTABLE")
+        nfields = _int_card(h, "TFIELDS", name)
+        rowbytes = _int_card(h, "NAXIS1", name)
+        nrows = _int_card(h, "NAXIS2", name)
+        wanted = {c.upper() for c in columns} if columns is not None else None
+        names, formats, offsets = [], [], []
+        offset = 0
+        for i in range(1, nfields + 1):
+            tform = h.get(f"TFORM{i}")
+            m = _TFORM_RE.match(tform) if isinstance(tform, str) else None
+            if m is None:
+                raise SpectrumError("bad_header", name, f"HDU {hdu.index}: TFORM{i} = {tform!r}")
+            repeat = int(m.group(1)) if m.group(1) else 1
+            code = m.group(2)
+            ttype = h.get(f"TTYPE{i}")
+            cname = ttype.strip().upper() if isinstance(ttype, str) else f"COL{i}"
+            if code == "A":
+                dt, width = np.dtype(f"S{repeat}"), repeat
+            elif code == "X":
+                dt, width = None, (repeat + 7) // 8
+            elif code in "PQ":
+                dt, width = None, 8 if code == "P" else 16
+            else:
+                base = np.dtype(_TFORM_DTYPES[code])
+                dt, width = (np.dtype((base, (repeat,))) if repeat != 1 else base), base.itemsize * repeat
+            if dt is not None and repeat > 0 and (wanted is None or cname in wanted) and cname not in names:
+                names.append(cname)
+                formats.append(dt)
+                offsets.append(offset)
+            elif dt is None and wanted is not None and cname in wanted:
+                raise SpectrumError("unsupported_format", name, f"column {cname} has TFORM {tform.strip()}")
+            offset += width
+        if offset != rowbytes:
+            raise SpectrumError("bad_shape", name, f"HDU {hdu.index}: TFORMs sum to {offset} bytes, NAXIS1 = {rowbytes}")
+        rec = np.frombuffer(self.data, dtype=np.dtype({"names": names, "formats": formats,
+                                                       "offsets": offsets, "itemsize": rowbytes}),
+                            count=nrows, offset=hdu.data_offset)
+        return {n: rec[n] for n in names}
+
+
+def load_bytes(data: bytes, name: str | None = None, limits: Limits = DEFAULT_LIMITS) -> FitsFile:
+    """Parse FITS bytes, inflating them first when they start with the gzip magic."""
+    if data[:2] == GZIP_MAGIC:
+        data = gunzip(data, limits.max_bytes, name)
+    elif len(data) > limits.max_bytes:
+        raise SpectrumError("too_large", name, f"{len(data)} bytes (limit {limits.max_bytes})")
+    return FitsFile(data, name, limits)

@@ -1,0 +1,96 @@
+"""Header keyword normalisation: one set of metadata keys whatever the release's drift."""
+from __future__ import annotations
+
+from typing import Any
+
+from .fits import Header
+from .spectrum import META_KEYS
+
+
+def _str(v: Any) -> str | None:
+    if v is None or isinstance(v, bool):
+        return None
+    s = str(v).strip()
+    return s or None
+
+
+def _float(v: Any) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    try:
+        return float(str(v).strip())
+    except ValueError:
+        return None
+
+
+def _int(v: Any) -> int | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, int):
+        return v
+    try:
+        return int(str(v).strip())
+    except ValueError:
+        return None
+
+
+def sexagesimal_to_deg(value: Any, hours: bool) -> float | None:
+    """Degrees from a number or a sexagesimal string (``'07:57:03.987'``, ``'+02 57 03.0'``).
+
+    ``hours`` says that the sexagesimal form counts hours (RA). A plain number is taken as
+    degrees whatever ``hours`` says, as LAMOST and the Ondřejov archive write them.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    s = str(value).strip()
+    if not s:
+        return None
+    parts = s.replace(":", " ").split()
+    try:
+        if len(parts) == 1:
+            return float(parts[0])
+        sign = -1.0 if parts[0].startswith("-") else 1.0
+        nums = [abs(float(p)) for p in parts[:3]]
+    except ValueError:
+        return None
+    deg = nums[0] + (nums[1] if len(nums) > 1 else 0) / 60 + (nums[2] if len(nums) > 2 else 0) / 3600
+    return sign * deg * (15.0 if hours else 1.0)
+
+
+def normalise_meta(*headers: Header) -> dict[str, Any]:
+    """Collect :data:`~spectraldl.io.spectrum.META_KEYS` from one or more headers (first wins).
+
+    Handles the drift seen in the real archive: ``SN_G``/``SN_R`` (DR1-DR2) vs ``SNRG``/``SNRR``
+    (DR3+), ``DESIG``, string ``FIBERID``, no ``OBSID`` before DR3, sexagesimal ``RA``/``DEC``.
+    """
+
+    def first(*keys: str) -> Any:
+        for h in headers:
+            v = h.first(*keys)
+            if v is not None:
+                return v
+        return None
+
+    meta: dict[str, Any] = {
+        "obsid": _int(first("OBSID")),
+        "designation": _str(first("DESIG", "DESIGNAT", "DESIGNATION")),
+        "ra": sexagesimal_to_deg(first("RA"), hours=True),
+        "dec": sexagesimal_to_deg(first("DEC"), hours=False),
+        "lamost_class": _str(first("CLASS")),
+        "lamost_subclass": _str(first("SUBCLASS")),
+        "z": _float(first("Z")),
+        "snr_g": _float(first("SNRG", "SN_G")),
+        "snr_r": _float(first("SNRR", "SN_R")),
+        "data_release": _str(first("DATA_V")),
+        "object": _str(first("OBJECT", "OBJNAME")),
+        "date_obs": _str(first("DATE-OBS")),
+        "fiberid": _int(first("FIBERID")),
+        "mjd": _int(first("MJD")),
+        "planid": _str(first("PLANID")),
+    }
+    assert set(META_KEYS) <= set(meta)
+    return meta

@@ -1,0 +1,87 @@
+"""``read_spectrum``: any supported file (path or bytes, plain or gzip) to a :class:`Spectrum`."""
+from __future__ import annotations
+
+import os
+from typing import Union
+
+from .errors import SpectrumError
+from .fits import DEFAULT_LIMITS, Limits, load_bytes
+from .registry import find_reader
+from .spectrum import Spectrum
+
+Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
+
+
+def read_bytes_from_path(path: "str | os.PathLike[str]", limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Read a local file, refusing anything over ``limits.max_bytes`` before reading it.
+
+    Raises
+    ------
+    SpectrumError
+        ``unreadable`` for a missing path, a directory, a broken link or a permission error;
+        ``too_large`` for a file over the limit.
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > limits.max_bytes:
+                raise SpectrumError("too_large", name, f"{size} bytes (limit {limits.max_bytes})")
+            return fh.read(limits.max_bytes + 1)
+    except SpectrumError:
+        raise
+    except IsADirectoryError:
+        raise SpectrumError("unreadable", name, "is a directory") from None
+    except FileNotFoundError:
+        kind = "broken symbolic link" if os.path.islink(name) else "no such file"
+        raise SpectrumError("unreadable", name, kind) from None
+    except OSError as exc:
+        raise SpectrumError("unreadable", name, f"{type(exc).__name__}: {exc.strerror or exc}") from None
+
+
+def read_spectrum(source: Source, name: str | None = None, limits: Limits | None = None) -> Spectrum:
+    """Read one spectrum file, picking the reader from the file's content.
+
+    Parameters
+    ----------
+    source : str, path-like or bytes
+        A local path, or the file's bytes (for files read through a Hadoop filesystem).
+    name : str, optional
+        The name to use in error messages; defaults to the path.
+    limits : Limits, optional
+        Size limits (defaults: :data:`~spectraldl.io.fits.DEFAULT_LIMITS`).
+
+    Returns
+    -------
+    Spectrum
+
+    Raises
+    ------
+    SpectrumError
+        For every failure, with ``.reason`` set (see :data:`~spectraldl.io.errors.REASONS`) and
+        the file name in the message. No other exception escapes.
+
+    Examples
+    --------
+    >>> s = read_spectrum("spec-55916-B5591606_sp01-001.fits")  # doctest: +SKIP
+    >>> s.format, s.wavelength[0]                                # doctest: +SKIP
+    ('lamost_lrs_image', 3699.98...)
+    """
+    limits = limits or DEFAULT_LIMITS
+    try:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+        else:
+            name = name or os.fspath(source)
+            data = read_bytes_from_path(source, limits)
+        ff = load_bytes(data, name, limits)
+        reader = find_reader(ff)
+        if reader is None:
+            raise SpectrumError("unknown_format", name, "no reader recognises this FITS file")
+        return reader.read(ff)
+    except SpectrumError as exc:
+        raise exc.with_name(name) from None
+    except MemoryError:
+        raise SpectrumError("too_large", name, "out of memory while reading") from None
+    except Exception as exc:  # a reader bug must still name the file and not kill the task
+        raise SpectrumError("unreadable", name, f"{type(exc).__name__}: {exc}") from None

@@ -1,0 +1,49 @@
+"""Wavelength solutions shared by the readers."""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import SpectrumError
+from .fits import Header
+
+
+def _number(h: Header, key: str) -> float | None:
+    v = h.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v)
+
+
+def loglinear_wavelength(h: Header, n: int, name: str | None) -> np.ndarray:
+    """``10**(COEFF0 + i*COEFF1)`` for i in 0..n-1 (LAMOST's log-linear grid), validated."""
+    c0, c1 = _number(h, "COEFF0"), _number(h, "COEFF1")
+    if c0 is None or c1 is None:
+        raise SpectrumError("missing_wavelength", name, "no numeric COEFF0/COEFF1")
+    return check_wavelength(10.0 ** (c0 + np.arange(n) * c1), name)
+
+
+def linear_wavelength(h: Header, n: int, name: str | None) -> np.ndarray:
+    """The IRAF linear (or log-linear with ``DC-FLAG = 1``) solution CRVAL1/CDELT1/CRPIX1."""
+    crval = _number(h, "CRVAL1")
+    cdelt = _number(h, "CDELT1")
+    if cdelt is None:
+        cdelt = _number(h, "CD1_1")
+    crpix = _number(h, "CRPIX1")
+    if crval is None or cdelt is None:
+        raise SpectrumError("missing_wavelength", name, "no numeric CRVAL1 and CDELT1/CD1_1")
+    w = crval + (np.arange(1, n + 1) - (1.0 if crpix is None else crpix)) * cdelt
+    if h.get("DC-FLAG") == 1:
+        w = 10.0 ** w
+    return check_wavelength(w, name)
+
+
+def check_wavelength(w: np.ndarray, name: str | None) -> np.ndarray:
+    """Return ``w`` as float64 if finite, positive and strictly increasing, else ``bad_wavelength``."""
+    w = np.asarray(w, dtype=np.float64)
+    if w.size == 0:
+        raise SpectrumError("bad_shape", name, "empty spectrum")
+    if not np.isfinite(w).all() or w[0] <= 0:
+        raise SpectrumError("bad_wavelength", name, "wavelengths not finite and positive")
+    if w.size > 1 and not (np.diff(w) > 0).all():
+        raise SpectrumError("bad_wavelength", name, "wavelengths not strictly increasing")
+    return w

@@ -1,0 +1,54 @@
+"""The one SparkSession builder and the one logging set-up of every job."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+_LOGGING_DONE = False
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Configure the root logger once (timestamps in UTC, one line per record, to stderr)."""
+    global _LOGGING_DONE
+    if _LOGGING_DONE:
+        logging.getLogger().setLevel(level)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    import time
+    fmt.converter = time.gmtime
+    handler.setFormatter(fmt)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("py4j", "matplotlib", "PIL", "tensorflow", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _LOGGING_DONE = True
+
+
+def get_spark(app_name: str, config: dict[str, Any] | None = None, master: str | None = None):
+    """Return the active SparkSession or build one.
+
+    Settings come from the config's ``[spark]`` section; a master given by ``spark-submit``
+    (``spark.master`` in the launch configuration) wins over ``master``, which defaults to
+    ``local[*]`` when neither is set. ``PYSPARK_PYTHON`` defaults to this interpreter so that
+    workers run the same virtual environment.
+    """
+    from pyspark import SparkConf
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    launch = SparkConf()
+    builder = SparkSession.builder.appName(app_name)
+    if not launch.contains("spark.master"):
+        builder = builder.master(master or "local[*]")
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    for key, value in (config or {}).get("spark", {}).items():
+        if not launch.contains(key):  # a --conf given to spark-submit wins over the config files
+            builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

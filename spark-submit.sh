@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# spectraldl launcher: set-up, demo, tests, and every job through the venv's spark-submit.
+#
+#   ./spark-submit.sh setup | demo | test [pytest args] | --help
+#   ./spark-submit.sh [--master URL] [--conf KEY=VALUE ...] [--config FILE] [--env ENV] JOB [JOB ARGS]
+#
+# --conf spark.*=... goes to Spark; --conf other.key=value overrides a spectraldl setting (conf/).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${SPECTRALDL_VENV:-$ROOT/.venv}"
+CACHE="${SPECTRALDL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/spectraldl}"
+PY="${SPECTRALDL_PYTHON:-python3.11}"
+HOROVOD_VERSION="0.28.1"
+
+die() { echo "spark-submit.sh: $*" >&2; exit 2; }
+info() { echo "spark-submit.sh: $*" >&2; }
+
+usage() {
+  cat <<EOF
+usage: ./spark-submit.sh setup | demo | test [PYTEST ARGS] | --help
+       ./spark-submit.sh [--master URL] [--conf KEY=VALUE ...] [--config FILE] [--env ENV] JOB [ARGS]
+
+commands:
+  setup   create $VENV with the pinned stack (Horovod built against TensorFlow, wheel cached in $CACHE)
+  demo    generate a synthetic archive and run the pipeline on it (runs setup first if needed)
+  test    run the test suite (runs setup first if needed)
+
+wrapper options (before JOB):
+  --master URL       Spark master (default local[*]); spark://, yarn, k8s:// ship the package
+  --conf KEY=VALUE   spark.* settings go to Spark; any other dotted key overrides conf/ (repeatable)
+  --config FILE      a TOML file layered over conf/defaults.toml and conf/<env>.toml
+  --env ENV          config environment (default: local for local masters, cluster otherwise)
+
+jobs:
+EOF
+  for f in "$ROOT"/jobs/*.py; do
+    [ -e "$f" ] || continue
+    n="$(basename "$f" .py)"
+    [ "$n" = "__init__" ] && continue
+    printf '  %-10s %s\n' "$n" "$(sed -n '2p' "$f" | sed 's/^"""//; s/"""$//')"
+  done
+  echo
+  echo "'./spark-submit.sh JOB --help' lists a job's arguments."
+}
+
+requirements_hash() {
+  cat "$ROOT/requirements.txt" "$ROOT/requirements-test.txt" "$ROOT/setup.py" | sha256sum | cut -c1-16
+}
+
+check_tools() {
+  local missing=()
+  if ! command -v java >/dev/null 2>&1; then
+    missing+=("Java 17 (apt-get install openjdk-17-jdk-headless)")
+  elif ! java -version 2>&1 | grep -q 'version "17'; then
+    missing+=("Java 17 (found: $(java -version 2>&1 | head -1))")
+  fi
+  command -v "$PY" >/dev/null 2>&1 || missing+=("Python 3.11 as $PY (or set SPECTRALDL_PYTHON)")
+  command -v g++ >/dev/null 2>&1 || command -v c++ >/dev/null 2>&1 || missing+=("a C++ compiler (apt-get install g++)")
+  command -v cmake >/dev/null 2>&1 || missing+=("cmake (apt-get install cmake)")
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "spark-submit.sh setup: missing prerequisites:" >&2
+    printf '  - %s\n' "${missing[@]}" >&2
+    exit 2
+  fi
+}
+
+setup() {
+  local stamp="$VENV/.spectraldl-setup" want
+  want="$(requirements_hash)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    info "setup: $VENV is up to date"
+    return 0
+  fi
+  check_tools
+  info "setup: creating $VENV"
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  local pip="$VENV/bin/pip"
+  "$pip" install -q --disable-pip-version-check 'pip==24.3.1' 'wheel==0.45.1' 'setuptools<70'
+  "$pip" install -q --disable-pip-version-check -r "$ROOT/requirements.txt" -r "$ROOT/requirements-test.txt"
+  # Horovod must be compiled against the installed TensorFlow; the wheel is cached outside the repo.
+  mkdir -p "$CACHE/wheels"
+  local tfv whl
+  tfv="$("$VENV/bin/python" -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null)"
+  whl="$(ls "$CACHE"/wheels/horovod-"$HOROVOD_VERSION"-*.whl 2>/dev/null | head -1 || true)"
+  if [ -z "$whl" ] || [ "$(cat "$CACHE/wheels/horovod.tf-version" 2>/dev/null)" != "$tfv" ]; then
+    info "setup: building Horovod $HOROVOD_VERSION against TensorFlow $tfv (Gloo, no MPI; a few minutes)"
+    rm -f "$CACHE"/wheels/horovod-*.whl
+    HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_WITHOUT_MXNET=1 \
+    HOROVOD_WITHOUT_PYTORCH=1 MAKEFLAGS="-j$(nproc)" \
+      "$pip" wheel -q --disable-pip-version-check --no-build-isolation --no-deps \
+        "horovod==$HOROVOD_VERSION" -w "$CACHE/wheels"
+    echo "$tfv" > "$CACHE/wheels/horovod.tf-version"
+  fi
+  "$pip" install -q --disable-pip-version-check --no-build-isolation --find-links "$CACHE/wheels" \
+    "horovod[spark]==$HOROVOD_VERSION" -c "$ROOT/requirements.txt"
+  "$pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT"
+  "$VENV/bin/python" -c 'import horovod.tensorflow as h, pyspark, petastorm; assert h.gloo_built(), "Horovod without Gloo"'
+  echo "$want" > "$stamp"
+  info "setup: done ($VENV)"
+}
+
+ensure_setup() { [ -f "$VENV/.spectraldl-setup" ] || setup; }
+
+export_runtime_env() {
+  export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$VENV/bin/python}"
+  export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$VENV/bin/python}"
+  export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
+  export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+  export PATH="$VENV/bin:$PATH"
+}
+
+package_zip() {
+  # The package (and conf/) as one zip for --py-files on cluster masters.
+  mkdir -p "$ROOT/dist"
+  local zip="$ROOT/dist/spectraldl.zip"
+  "$VENV/bin/python" - "$ROOT" "$zip" <<'PYEOF'
+import pathlib, sys, zipfile
+root, out = pathlib.Path(sys.argv[1]), sys.argv[2]
+with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+    for p in sorted((root / "lib").rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            z.write(p, p.relative_to(root / "lib"))
+    for p in sorted((root / "conf").glob("*.toml")):
+        z.write(p, f"spectraldl/_conf/{p.name}")
+PYEOF
+  echo "$zip"
+}
+
+run_job() {
+  local master="${SPECTRALDL_MASTER:-local[*]}" env="" config="" spark_conf=() sets=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --master) [ $# -ge 2 ] || die "--master needs a value"; master="$2"; shift 2 ;;
+      --master=*) master="${1#*=}"; shift ;;
+      --conf) [ $# -ge 2 ] || die "--conf needs KEY=VALUE"
+              case "$2" in spark.*=*) spark_conf+=(--conf "$2") ;; *=*) sets+=(--set "$2") ;; *) die "--conf $2: expected KEY=VALUE" ;; esac
+              shift 2 ;;
+      --config) [ $# -ge 2 ] || die "--config needs a file"; config="$2"; shift 2 ;;
+      --env) [ $# -ge 2 ] || die "--env needs a value"; env="$2"; shift 2 ;;
+      -*) die "unknown wrapper option $1 (see --help)" ;;
+      *) break ;;
+    esac
+  done
+  [ $# -ge 1 ] || { usage >&2; exit 2; }
+  local job="$1"; shift
+  case "$job" in *[!a-z_]*|"") die "bad job name '$job'" ;; esac
+  local script="$ROOT/jobs/$job.py"
+  [ -f "$script" ] || die "no such job '$job' (see --help)"
+  if [ -n "$config" ]; then
+    [ -f "$config" ] || die "config file not found: $config"
+    config="$(cd "$(dirname "$config")" && pwd)/$(basename "$config")"
+  fi
+  ensure_setup
+  export_runtime_env
+  local extra=()
+  case "$master" in
+    local*) [ -n "$env" ] || env=local ;;
+    *) [ -n "$env" ] || env=cluster
+       extra+=(--py-files "$(package_zip)")
+       if [ -n "${SPECTRALDL_ENV_ARCHIVE:-}" ]; then
+         # A venv-pack archive of this venv (see README: clusters) shipped to the executors.
+         extra+=(--archives "$SPECTRALDL_ENV_ARCHIVE#environment")
+         spark_conf+=(--conf "spark.pyspark.python=./environment/bin/python")
+       fi ;;
+  esac
+  local jobargs=(--env "$env")
+  [ -n "$config" ] && jobargs+=(--config "$config")
+  exec "$VENV/bin/spark-submit" --master "$master" ${spark_conf[@]+"${spark_conf[@]}"} \
+    ${extra[@]+"${extra[@]}"} "$script" "${jobargs[@]}" ${sets[@]+"${sets[@]}"} "$@"
+}
+
+cmd="${1:-}"
+case "$cmd" in
+  ""|-h|--help|help) usage ;;
+  setup) setup ;;
+  test)
+    shift; ensure_setup; export_runtime_env
+    cd "$ROOT" && exec "$VENV/bin/python" -m pytest tests "$@" ;;
+  demo)
+    shift; ensure_setup; export_runtime_env
+    exec "$VENV/bin/python" "$ROOT/jobs/demo.py" "$@" ;;
+  *) run_job "$@" ;;
+esac
