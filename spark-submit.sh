@@ -94,8 +94,8 @@ setup() {
   fi
   "$pip" install -q --disable-pip-version-check --no-build-isolation --find-links "$CACHE/wheels" \
     "horovod[spark]==$HOROVOD_VERSION" -c "$ROOT/requirements.txt"
-  "$pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT"
-  "$VENV/bin/python" -c 'import horovod.tensorflow as h, pyspark, petastorm; assert h.gloo_built(), "Horovod without Gloo"'
+  "$pip" install -q --disable-pip-version-check --no-deps --no-build-isolation --use-pep517 -e "$ROOT"
+  TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" -c 'import horovod.tensorflow as h, pyspark, petastorm; assert h.gloo_built(), "Horovod without Gloo"'
   echo "$want" > "$stamp"
   info "setup: done ($VENV)"
 }

@@ -12,6 +12,7 @@ before any array is built, and gzip streams are inflated with a hard output cap.
 """
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ CARD = 80
 GZIP_MAGIC = b"\x1f\x8b"
 
 _BITPIX_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
-_INT_RE = re.compile(r"^[+-]?\d+$")
+_NUMBER_START = frozenset("+-.0123456789")
+_END_CARD = "END" + " " * 77
 _FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?$")
 _TFORM_RE = re.compile(r"^\s*(\d*)([LXBIJKAEDCMPQ])(.*)$")
 _TFORM_DTYPES = {
@@ -103,6 +105,9 @@ def parse_value(raw: str) -> Any:
     """
     s = raw.lstrip()
     if s.startswith("'"):
+        end = s.find("'", 1)
+        if end > 0 and not s.startswith("'", end + 1):  # fast path: no escaped quote
+            return s[1:end].rstrip()
         i, n, chars = 1, len(s), []
         while i < n:
             c = s[i]
@@ -122,55 +127,62 @@ def parse_value(raw: str) -> Any:
         return True
     if field == "F":
         return False
-    if _INT_RE.match(field):
-        return int(field)
-    if _FLOAT_RE.match(field):
-        return float(field.replace("D", "E").replace("d", "e"))
+    if field[0] in _NUMBER_START and "_" not in field:
+        try:
+            return int(field)
+        except ValueError:
+            pass
+        if _FLOAT_RE.match(field):
+            return float(field.replace("D", "E").replace("d", "e"))
     return field
 
 
 class Header:
-    """A FITS header indexed by keyword; values are parsed on first access.
+    """A FITS header looked up by keyword; values are parsed on first access.
 
-    ``header[key]`` raises ``KeyError`` like a dict; :meth:`get` returns a default. For a keyword
-    that occurs more than once the first card wins, as in astropy. Commentary cards (``COMMENT``,
-    ``HISTORY``, blank, or any card without ``= `` in columns 9-10) hold no value and are skipped.
+    The header text is kept whole with an index from the first ten columns of each card
+    (``"KEYWORD = "``) to the card's offset, built with one slice per card: a file costs only the
+    values it reads. ``header[key]`` raises ``KeyError`` like a dict; :meth:`get` returns a
+    default. For a keyword that occurs more than once the first card wins, as in astropy.
+    Commentary cards (``COMMENT``, ``HISTORY``, blank, or any card without ``= `` in columns
+    9-10) hold no value and are not keys.
     """
 
-    __slots__ = ("_raw", "_cache", "ncards")
+    __slots__ = ("_text", "_index", "_cache", "ncards")
 
-    def __init__(self, cards: list[str]) -> None:
-        raw: dict[str, str] = {}
-        for c in cards:
-            if c[8:10] == "= ":
-                key = c[:8].rstrip()
-                if key not in raw:
-                    raw[key] = c[10:]
-        self._raw = raw
+    def __init__(self, text: str) -> None:
+        self._text = text
+        offsets = range(len(text) - CARD, -1, -CARD)  # reversed: the first occurrence wins
+        self._index = dict(zip([text[i:i + 10] for i in offsets], offsets))
         self._cache: dict[str, Any] = {}
-        self.ncards = len(cards)
+        self.ncards = len(text) // CARD
 
     def __contains__(self, key: str) -> bool:
-        return key in self._raw
+        return f"{key:<8}= " in self._index
 
     def __getitem__(self, key: str) -> Any:
         try:
             return self._cache[key]
         except KeyError:
-            value = parse_value(self._raw[key])
-            self._cache[key] = value
+            i = self._index[f"{key:<8}= "]
+            value = self._cache[key] = parse_value(self._text[i + 10:i + CARD])
             return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self._raw else default
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def keys(self) -> Iterator[str]:
-        return iter(self._raw)
+        """Valued keywords in card order (first occurrence only)."""
+        valued = sorted((i, k[:8].rstrip()) for k, i in self._index.items() if k.endswith("= "))
+        return iter([k for _, k in valued])
 
     def first(self, *keys: str) -> Any:
         """The value of the first keyword of ``keys`` that is present (keyword drift), else None."""
         for k in keys:
-            if k in self._raw:
+            if f"{k:<8}= " in self._index:
                 return self[k]
         return None
 
@@ -235,7 +247,8 @@ class FitsFile:
 
     def _parse_hdu(self, offset: int, index: int) -> HDU:
         data, name, limits = self.data, self.name, self.limits
-        cards: list[str] = []
+        parts: list[str] = []
+        ncards = 0
         pos = offset
         while True:
             block = data[pos:pos + BLOCK]
@@ -247,18 +260,16 @@ class FitsFile:
                 raise SpectrumError("bad_header", name, f"non-ASCII bytes in header {index}")
             text = block.decode("ascii")
             pos += BLOCK
-            end_found = False
-            for i in range(0, BLOCK, CARD):
-                card = text[i:i + CARD]
-                if card.startswith("END") and card[3:].strip() == "":
-                    end_found = True
-                    break
-                cards.append(card)
-            if end_found:
+            end = text.find(_END_CARD)
+            while end > 0 and end % CARD:
+                end = text.find(_END_CARD, end + 1)
+            parts.append(text if end < 0 else text[:end])
+            ncards += BLOCK // CARD
+            if end >= 0:
                 break
-            if len(cards) > limits.max_header_cards:
+            if ncards > limits.max_header_cards:
                 raise SpectrumError("too_large", name, f"header {index} exceeds {limits.max_header_cards} cards")
-        h = Header(cards)
+        h = Header("".join(parts))
         if index == 0:
             xtension = "PRIMARY"
         else:

@@ -27,7 +27,7 @@ def read_bytes_from_path(path: "str | os.PathLike[str]", limits: Limits = DEFAUL
             size = os.fstat(fh.fileno()).st_size
             if size > limits.max_bytes:
                 raise SpectrumError("too_large", name, f"{size} bytes (limit {limits.max_bytes})")
-            return fh.read(limits.max_bytes + 1)
+            return fh.read(size + 1)  # not max_bytes: that would allocate the whole limit
     except SpectrumError:
         raise
     except IsADirectoryError:

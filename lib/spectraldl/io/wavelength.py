@@ -1,6 +1,8 @@
 """Wavelength solutions shared by the readers."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .errors import SpectrumError
@@ -19,7 +21,18 @@ def loglinear_wavelength(h: Header, n: int, name: str | None) -> np.ndarray:
     c0, c1 = _number(h, "COEFF0"), _number(h, "COEFF1")
     if c0 is None or c1 is None:
         raise SpectrumError("missing_wavelength", name, "no numeric COEFF0/COEFF1")
-    return check_wavelength(10.0 ** (c0 + np.arange(n) * c1), name)
+    try:
+        return _loglinear_grid(c0, c1, n)
+    except SpectrumError as exc:
+        raise exc.with_name(name) from None
+
+
+@functools.lru_cache(maxsize=256)
+def _loglinear_grid(c0: float, c1: float, n: int) -> np.ndarray:
+    # Nearly every LAMOST file shares COEFF0/COEFF1 and one of ~100 lengths: compute each grid once.
+    w = check_wavelength(10.0 ** (c0 + np.arange(n) * c1), None)
+    w.flags.writeable = False
+    return w
 
 
 def linear_wavelength(h: Header, n: int, name: str | None) -> np.ndarray:
