@@ -20,8 +20,9 @@ def setup_logging(level: str = "INFO") -> None:
     import time
     fmt.converter = time.gmtime
     handler.setFormatter(fmt)
+    handler._spectraldl = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_spectraldl", False)] + [handler]
     root.setLevel(level)
     for noisy in ("py4j", "matplotlib", "PIL", "tensorflow", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

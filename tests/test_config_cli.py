@@ -1,0 +1,76 @@
+"""Layered config, the job CLI contract and the wrapper script."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+from spectraldl.cli import run
+from spectraldl.config import ConfigError, load_config, parse_override
+
+
+def test_layers_and_overrides(tmp_path):
+    base = load_config("local")
+    assert base["preprocess"]["n_points"] == 140 and base["_env"] == "local"
+    assert base["spark"]["spark.ui.enabled"] == "false"
+    cluster = load_config("cluster")
+    assert cluster["ingest"]["paths_per_task"] == 5000 and cluster["spark"]["spark.executor.cores"] == "4"
+    user = tmp_path / "user.toml"
+    user.write_text('[preprocess]\nn_points = 200\nwindow_start = 6500\n[spark]\n"spark.x" = 3\n')
+    cfg = load_config("local", user, ["preprocess.n_points=150", "spark.sql.shuffle.partitions=3"])
+    assert cfg["preprocess"]["n_points"] == 150            # --set beats --config
+    assert cfg["preprocess"]["window_start"] == 6500.0     # int accepted for a float setting
+    assert cfg["spark"]["spark.x"] == "3" and cfg["spark"]["spark.sql.shuffle.partitions"] == "3"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("preprocess.n_pionts=3", "unknown setting 'preprocess.n_pionts'"),
+    ("preprocess.n_points=abc", "must be int"),
+    ("preprocess=3", "is a section"),
+    ("nonsense", "expected KEY=VALUE"),
+])
+def test_bad_overrides_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("local", None, [override])
+
+
+def test_unknown_env_and_file():
+    with pytest.raises(ConfigError, match="unknown environment"):
+        load_config("nowhere")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("local", "/nonexistent.toml")
+
+
+def test_parse_override_types():
+    assert parse_override("a.b=true") == {"a": {"b": True}}
+    assert parse_override("a.b=1.5") == {"a": {"b": 1.5}}
+    assert parse_override("a.b=plain text") == {"a": {"b": "plain text"}}
+
+
+def test_run_exit_codes(caplog):
+    def add(p):
+        p.add_argument("--x", type=int, required=True)
+
+    def ok(ctx):
+        return f"done x={ctx.args.x}"
+
+    def broken(ctx):
+        raise RuntimeError("boom")
+
+    assert run("t", "doc", add, ok, ["--x", "1"]) == 0
+    assert "done x=1" in caplog.records[-1].getMessage()   # the summary is the last log line
+    assert run("t", "doc", add, broken, ["--x", "1"]) == 1
+    assert run("t", "doc", add, ok, ["--x", "1", "--set", "bogus.key=1"]) == 2
+    with pytest.raises(SystemExit) as e:
+        run("t", "doc", add, ok, [])
+    assert e.value.code == 2
+
+
+def test_wrapper_help_and_errors():
+    out = subprocess.run([str(ROOT / "spark-submit.sh"), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "setup" in out.stdout and "jobs:" in out.stdout
+    bad = subprocess.run([str(ROOT / "spark-submit.sh"), "nosuchjob"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no such job 'nosuchjob'" in bad.stderr
+    bad = subprocess.run([str(ROOT / "spark-submit.sh"), "--bogus", "x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown wrapper option" in bad.stderr
