@@ -1,0 +1,140 @@
+"""The default preprocessing of CONVENTIONS.md: one pure-numpy function for archive and training set.
+
+1. good pixels: finite flux and ``andmask == 0`` where the format has one (never ``ivar > 0``:
+   LAMOST zeroes ivar on strong emission peaks, the very signal sought);
+2. the window 6519-6732 Å (vacuum); fewer than ``min_valid_fraction`` good pixels in it:
+   ``too_few_valid_pixels``;
+3. continuum: least-squares straight line through the good pixels of the window outside the
+   H-alpha core 6550-6578 Å; flux divided by it; continuum <= 0 anywhere, or flux zero across
+   the whole window (a dead fibre, whatever its mask says): ``no_signal``;
+4. linear interpolation of the good pixels onto ``n_points`` evenly spaced wavelengths;
+5. z-score (or min-max to [-1, 1]); zero variance: ``no_signal``.
+
+Every setting lives in :class:`PreprocessSettings` (from ``[preprocess]`` in conf/), and
+:meth:`PreprocessSettings.fingerprint` is the ``preprocess_id`` stored beside every vector, so a
+model is never applied to vectors made another way.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .io.errors import SpectrumError
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """Settings of :func:`preprocess`; the defaults are CONVENTIONS.md's."""
+
+    window_start: float = 6519.0
+    window_stop: float = 6732.0
+    n_points: int = 140
+    core_start: float = 6550.0
+    core_stop: float = 6578.0
+    min_valid_fraction: float = 0.5
+    continuum: str = "linear"
+    normalisation: str = "zscore"
+
+    def __post_init__(self) -> None:
+        if not self.window_start < self.core_start < self.core_stop < self.window_stop:
+            raise ValueError("preprocess: need window_start < core_start < core_stop < window_stop")
+        if self.n_points < 2:
+            raise ValueError("preprocess: n_points must be >= 2")
+        if not 0 < self.min_valid_fraction <= 1:
+            raise ValueError("preprocess: min_valid_fraction must be in (0, 1]")
+        if self.continuum not in ("linear", "none"):
+            raise ValueError(f"preprocess: unknown continuum {self.continuum!r}")
+        if self.normalisation not in ("zscore", "minmax"):
+            raise ValueError(f"preprocess: unknown normalisation {self.normalisation!r}")
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any]) -> "PreprocessSettings":
+        return cls(**{k: section[k] for k in cls.__dataclass_fields__ if k in section})
+
+    @property
+    def grid(self) -> np.ndarray:
+        """The output wavelengths (Å, vacuum)."""
+        return np.linspace(self.window_start, self.window_stop, self.n_points)
+
+    def fingerprint(self) -> str:
+        """``preprocess_id``: a short hash of every setting (and of this function's version)."""
+        blob = json.dumps({"v": 1, **asdict(self)}, sort_keys=True).encode()
+        return "pp1-" + hashlib.sha256(blob).hexdigest()[:12]
+
+
+DEFAULT_SETTINGS = PreprocessSettings()
+
+
+def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None = None,
+               settings: PreprocessSettings = DEFAULT_SETTINGS, name: str | None = None
+               ) -> tuple[np.ndarray, float]:
+    """Turn one spectrum into the fixed-length vector the networks read.
+
+    Parameters
+    ----------
+    wavelength : ndarray
+        Ascending wavelengths in Å, vacuum (convert air first: :mod:`spectraldl.adapt`).
+    flux : ndarray
+        Flux on ``wavelength``.
+    good : ndarray of bool, optional
+        Usable pixels (``Spectrum.good``); default: finite flux.
+    settings : PreprocessSettings
+    name : str, optional
+        File name for error messages.
+
+    Returns
+    -------
+    vector : ndarray of float32, shape (n_points,)
+    valid_fraction : float
+        Fraction of the window's pixels that were good.
+
+    Raises
+    ------
+    SpectrumError
+        ``window_not_covered``, ``too_few_valid_pixels`` or ``no_signal``.
+    """
+    s = settings
+    w = np.asarray(wavelength, dtype=np.float64)
+    f = np.asarray(flux, dtype=np.float64)
+    if w.size < 2 or w[0] > s.window_start or w[-1] < s.window_stop:
+        lo, hi = (w[0], w[-1]) if w.size else (np.nan, np.nan)
+        raise SpectrumError("window_not_covered", name,
+                            f"{lo:.1f}-{hi:.1f} Å does not cover {s.window_start}-{s.window_stop} Å")
+    i0, i1 = np.searchsorted(w, [s.window_start, s.window_stop], side="left")
+    i1 = min(i1 + 1, w.size)  # include the pixel at or just past window_stop
+    ww, fw = w[i0:i1], f[i0:i1]
+    finite = np.isfinite(fw)
+    if not np.any(fw[finite]):  # all zero (or nothing finite): a dead fibre, not a masking question
+        raise SpectrumError("no_signal", name, "flux is zero across the window (dead fibre)")
+    g = finite if good is None else (np.asarray(good[i0:i1], dtype=bool) & finite)
+    valid_fraction = float(g.mean()) if g.size else 0.0
+    if valid_fraction < s.min_valid_fraction:
+        raise SpectrumError("too_few_valid_pixels", name,
+                            f"{valid_fraction:.0%} good pixels in the window (need {s.min_valid_fraction:.0%})")
+    wg, fg = ww[g], fw[g]
+    if s.continuum == "linear":
+        side = (wg < s.core_start) | (wg > s.core_stop)
+        if side.sum() < 2:
+            raise SpectrumError("too_few_valid_pixels", name, "fewer than 2 good continuum pixels")
+        x0 = 0.5 * (s.window_start + s.window_stop)
+        slope, intercept = np.polyfit(wg[side] - x0, fg[side], 1)
+        cont = intercept + slope * (ww - x0)
+        if not np.all(cont > 0):
+            raise SpectrumError("no_signal", name, "continuum <= 0 in the window")
+        fg = fg / cont[g]
+    vec = np.interp(s.grid, wg, fg)
+    if s.normalisation == "zscore":
+        sd = vec.std()
+        if not np.isfinite(sd) or sd <= 1e-12 * max(1.0, abs(vec.mean())):
+            raise SpectrumError("no_signal", name, "flux constant in the window")
+        vec = (vec - vec.mean()) / sd
+    else:
+        lo, hi = vec.min(), vec.max()
+        if not hi - lo > 1e-12 * max(1.0, abs(hi)):
+            raise SpectrumError("no_signal", name, "flux constant in the window")
+        vec = 2 * (vec - lo) / (hi - lo) - 1
+    return vec.astype(np.float32), valid_fraction
