@@ -164,6 +164,9 @@ run_job() {
          spark_conf+=(--conf "spark.pyspark.python=./environment/bin/python")
        fi ;;
   esac
+  local has_log4j=""
+  for c in ${spark_conf[@]+"${spark_conf[@]}"}; do case "$c" in spark.driver.extraJavaOptions=*) has_log4j=1 ;; esac; done
+  [ -n "$has_log4j" ] || spark_conf+=(--conf "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties")
   local jobargs=(--env "$env")
   [ -n "$config" ] && jobargs+=(--config "$config")
   exec "$VENV/bin/spark-submit" --master "$master" ${spark_conf[@]+"${spark_conf[@]}"} \

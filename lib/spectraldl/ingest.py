@@ -1,0 +1,185 @@
+"""The ingest job's Spark plan: LAMOST files -> ``W/spectra`` and ``W/rejects``, incrementally.
+
+Paths (not file contents) travel through Spark; tasks read and preprocess the files in Python
+(:mod:`spectraldl.parse`) and hand back only the 140-value vectors and metadata. Each run:
+
+1. lists the input (:mod:`spectraldl.sources`) and compares it with what the warehouse holds:
+   new files and files whose size or mtime changed are processed; unchanged files are skipped
+   (an unchanged file rejected before too, unless ``retry_rejects``); files gone from the
+   archive are counted and their rows kept;
+2. parses the work in tasks and writes it aside under ``W/_staging/<run_id>``;
+3. rewrites the table directories that hold superseded rows (changed files, retried rejects),
+   moves the new directories in and publishes them all with one manifest
+   (:class:`spectraldl.warehouse.Warehouse.commit`): a run killed anywhere leaves no partial
+   rows visible and the next run completes the work.
+
+``seen == skipped + ingested + rejected`` is checked before the commit; the summary says so.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from .parse import PARSED_SCHEMA, ParseOptions, parse_batches
+from .sources import list_sources
+from .warehouse import Warehouse, move_dirs, new_run_id, utc_now
+
+log = logging.getLogger(__name__)
+
+SPECTRA_COLUMNS = [
+    "source_path", "file_size", "file_mtime", "obsid", "designation", "ra", "dec", "lamost_class",
+    "lamost_subclass", "z", "snr_g", "snr_r", "data_release", "date_obs", "file_format", "flux",
+    "valid_fraction", "preprocess_id", "ingest_run",
+]
+REJECTS_COLUMNS = ["source_path", "reason", "detail", "ingest_run", "file_size", "file_mtime"]
+SPECTRA_SCHEMA = (
+    "source_path string, file_size long, file_mtime timestamp, obsid long, designation string, "
+    "ra double, dec double, lamost_class string, lamost_subclass string, z double, snr_g double, "
+    "snr_r double, data_release string, date_obs string, file_format string, flux array<float>, "
+    "valid_fraction float, preprocess_id string, ingest_run string"
+)
+REJECTS_SCHEMA = ("source_path string, reason string, detail string, ingest_run string, "
+                  "file_size long, file_mtime timestamp")
+
+
+class CountMismatch(RuntimeError):
+    """seen != skipped + ingested + rejected: nothing is committed."""
+
+
+def _known(spark, wh: Warehouse):
+    from pyspark.sql import functions as F
+    spectra = wh.read_table(spark, "spectra", SPECTRA_SCHEMA)
+    rejects = wh.read_table(spark, "rejects", REJECTS_SCHEMA)
+    return (spectra.select("source_path", "file_size", "file_mtime", F.lit("ok").alias("known_outcome"))
+            .unionByName(rejects.select("source_path", "file_size", "file_mtime",
+                                        F.lit("rejected").alias("known_outcome"))))
+
+
+def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_rejects: bool = False,
+               break_lock: bool = False, fail_after: str | None = None) -> dict[str, Any]:
+    """Ingest ``src`` into ``warehouse``; returns the run summary (also written to ``W/runs``).
+
+    ``fail_after`` (tests only) stops the run at a named step to prove a killed run leaves
+    nothing visible: ``"staged"`` or ``"moved"``.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    t0 = time.time()
+    run_id = new_run_id()
+    wh = Warehouse(warehouse, spark)
+    opts = ParseOptions.from_config(config)
+    ing = config["ingest"]
+    summary: dict[str, Any] = {"job": "ingest", "run_id": run_id, "started": utc_now(), "status": "running",
+                               "inputs": {"input": src, "warehouse": wh.root, "retry_rejects": retry_rejects},
+                               "preprocess_id": opts.settings.fingerprint()}
+    sc = spark.sparkContext
+    wh.acquire_lock(run_id, "ingest", break_lock)
+    try:
+        wh.garbage_collect()
+        sc.setJobDescription(f"ingest {run_id}: list {src}")
+        listing = list_sources(spark, src, tuple(ing["file_suffixes"]))
+        listing = listing.dropDuplicates(["source_path"]).persist(StorageLevel.MEMORY_AND_DISK)
+        known = _known(spark, wh)
+        j = listing.alias("l").join(known.alias("k"), "source_path", "left")
+        same = (F.col("l.file_size").eqNullSafe(F.col("k.file_size"))
+                & F.col("l.file_mtime").eqNullSafe(F.col("k.file_mtime")))
+        status = (F.when(F.col("known_outcome").isNull(), "new")
+                  .when(~same, "changed")
+                  .when(F.col("known_outcome") == "ok", "unchanged")
+                  .otherwise("unchanged_rejected"))
+        j = j.select("source_path", F.col("l.file_size").alias("file_size"),
+                     F.col("l.file_mtime").alias("file_mtime"), status.alias("status"))
+        j = j.persist(StorageLevel.MEMORY_AND_DISK)
+        by_status = {r["status"]: r["count"] for r in j.groupBy("status").count().collect()}
+        seen = sum(by_status.values())
+        todo_status = ["new", "changed"] + (["unchanged_rejected"] if retry_rejects else [])
+        todo = j.filter(F.col("status").isin(todo_status))
+        n_todo = sum(by_status.get(s, 0) for s in todo_status)
+        skipped = seen - n_todo
+        gone = known.join(listing, "source_path", "left_anti").count()
+        log.info("ingest %s: seen %d (new %d, changed %d, unchanged %d, unchanged rejected %d), gone %d",
+                 run_id, seen, by_status.get("new", 0), by_status.get("changed", 0),
+                 by_status.get("unchanged", 0), by_status.get("unchanged_rejected", 0), gone)
+
+        staging = wh.path("_staging", run_id)
+        ingested = rejected = 0
+        by_reason: dict[str, int] = {}
+        moves: list[tuple[str, str]] = []
+        new_dirs: dict[str, list[str]] = {}
+        if n_todo:
+            nparts = max(sc.defaultParallelism, math.ceil(n_todo / ing["paths_per_task"]))
+            sc.setJobDescription(f"ingest {run_id}: parse {n_todo} files in {nparts} tasks")
+            t_parse = time.time()
+            parsed = (todo.select("source_path", "file_size", "file_mtime").repartition(nparts)
+                      .mapInPandas(lambda it: parse_batches(it, opts), PARSED_SCHEMA)
+                      .withColumn("ingest_run", F.lit(run_id)))
+            parsed.write.partitionBy("outcome").parquet(wh.uri("_staging", run_id, "parsed"))
+            summary["parse_seconds"] = round(time.time() - t_parse, 3)
+            staged = spark.read.parquet(wh.uri("_staging", run_id, "parsed"))
+            counts = staged.groupBy("outcome", "reason").count().collect()
+            for r in counts:
+                if r["outcome"] == "ok":
+                    ingested += r["count"]
+                else:
+                    rejected += r["count"]
+                    by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + r["count"]
+            sc.setJobDescription(f"ingest {run_id}: write tables")
+            for table, outcome, cols in (("spectra", "ok", SPECTRA_COLUMNS), ("rejects", "rejected", REJECTS_COLUMNS)):
+                part = staged.filter(F.col("outcome") == outcome).select(*cols)
+                if (ingested if outcome == "ok" else rejected) == 0:
+                    continue
+                part.write.parquet(wh.uri("_staging", run_id, table))
+                moves.append((f"{staging}/{table}", wh.path(table, f"run-{run_id}")))
+                new_dirs[table] = [f"run-{run_id}"]
+        if seen != skipped + ingested + rejected:
+            raise CountMismatch(f"seen {seen} != skipped {skipped} + ingested {ingested} + rejected {rejected}")
+        if fail_after == "staged":
+            raise RuntimeError("fail_after=staged (test)")
+
+        # rows superseded by this run (changed files, retried rejects) leave their old tables
+        tables = {t: wh.table_dirs(t) for t in ("spectra", "rejects")}
+        superseded = j.filter(F.col("status").isin(["changed", "unchanged_rejected"] if retry_rejects else ["changed"]))
+        n_superseded = by_status.get("changed", 0) + (by_status.get("unchanged_rejected", 0) if retry_rejects else 0)
+        if n_superseded:
+            sc.setJobDescription(f"ingest {run_id}: replace {n_superseded} superseded rows")
+            keys = superseded.select("source_path")
+            for table, schema in (("spectra", SPECTRA_SCHEMA), ("rejects", REJECTS_SCHEMA)):
+                if not tables[table]:
+                    continue
+                old = wh.read_table(spark, table, schema)
+                kept = old.join(F.broadcast(keys) if n_superseded < 100_000 else keys, "source_path", "left_anti")
+                kept.write.parquet(wh.uri("_staging", run_id, f"{table}-compact"))
+                moves.append((f"{staging}/{table}-compact", wh.path(table, f"compact-{run_id}")))
+                tables[table] = [f"compact-{run_id}"]
+        for t, dirs in new_dirs.items():
+            tables[t] = tables[t] + dirs
+        move_dirs(wh, moves)
+        if fail_after == "moved":
+            raise RuntimeError("fail_after=moved (test)")
+        summary.update(status="ok", finished=utc_now(), seen=seen, skipped=skipped, ingested=ingested,
+                       rejected=rejected, rejected_by_reason=dict(sorted(by_reason.items())), gone=gone,
+                       replaced=n_superseded, new=by_status.get("new", 0), changed=by_status.get("changed", 0),
+                       seconds=round(time.time() - t0, 3))
+        if moves:
+            wh.commit(tables, {"job": "ingest", "run_id": run_id})
+        wh.fs.delete(staging)
+        wh.garbage_collect()
+        listing.unpersist()
+        j.unpersist()
+        summary["summary_path"] = wh.write_summary(summary)
+        return summary
+    finally:
+        sc.setJobDescription(None)
+        wh.release_lock(run_id)
+
+
+def summary_line(s: dict[str, Any]) -> str:
+    """The job's last log line."""
+    reasons = ", ".join(f"{k} {v}" for k, v in s.get("rejected_by_reason", {}).items()) or "none"
+    rate = s["seen"] / s["seconds"] if s.get("seconds") else 0.0
+    return (f"ingest {s['run_id']}: seen {s['seen']} = skipped {s['skipped']} + ingested {s['ingested']} + "
+            f"rejected {s['rejected']} ({reasons}); replaced {s['replaced']}, gone {s['gone']}; "
+            f"{s['seconds']:.1f} s, {rate:.0f} files/s")

@@ -1,0 +1,347 @@
+"""The warehouse: table paths, run ids and summaries, the commit manifest, the lock.
+
+Layout (CONVENTIONS.md)::
+
+    W/spectra/run-<id>/part-*.parquet     one directory per commit (never modified in place)
+    W/rejects/run-<id>/...
+    W/runs/<job>-<run_id>.json           run summaries
+    W/_state/manifest-<seq>.json         which directories make up each table (the highest seq wins)
+    W/_state/lock                        one writer at a time
+    W/_staging/<run_id>/                 written aside by a running job; published by a manifest
+
+A job writes its output beside the tables, moves the new directories in, and only then writes
+the next manifest (a new file under a fresh name, so the switch is one atomic rename on a local
+disk and on HDFS alike). Readers take the directories the newest manifest lists, so a job killed
+at any point leaves no partial rows visible; the next run deletes what no manifest references.
+
+Local paths are handled with ``os``; any other URI (``hdfs://``, ``s3a://``) through the JVM's
+Hadoop FileSystem of the Spark session, so whatever the cluster can read works.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+log = logging.getLogger(__name__)
+
+TABLES = ("spectra", "rejects", "trainset", "scores")
+MANIFEST_PREFIX = "manifest-"
+KEEP_MANIFESTS = 5
+
+
+def new_run_id(now: _dt.datetime | None = None) -> str:
+    """``YYYYMMDDTHHMMSSZ`` (UTC) plus 6 random hex characters, e.g. ``20261125T173000Z3fa9c1``."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ") + secrets.token_hex(3)
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def is_local(uri: str) -> bool:
+    """True for plain paths and ``file:`` URIs."""
+    return "://" not in uri or uri.startswith("file:")
+
+
+def local_path(uri: str) -> str:
+    """``file:///a/b`` or ``file:/a/b`` -> ``/a/b``; plain paths unchanged."""
+    if uri.startswith("file://"):
+        return uri[len("file://"):]
+    if uri.startswith("file:"):
+        return uri[len("file:"):]
+    return uri
+
+
+# -- file systems --------------------------------------------------------------------------------
+class LocalFS:
+    """Warehouse operations on a local disk."""
+
+    def exists(self, p: str) -> bool:
+        return os.path.lexists(p)
+
+    def mkdirs(self, p: str) -> None:
+        os.makedirs(p, exist_ok=True)
+
+    def delete(self, p: str) -> None:
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p, ignore_errors=True)
+        elif os.path.lexists(p):
+            os.remove(p)
+
+    def rename(self, src: str, dst: str) -> None:
+        if os.path.lexists(dst):
+            raise FileExistsError(dst)
+        os.rename(src, dst)
+
+    def listdir(self, p: str) -> list[str]:
+        try:
+            return sorted(os.listdir(p))
+        except FileNotFoundError:
+            return []
+
+    def read_text(self, p: str) -> str:
+        with open(p, encoding="utf-8") as fh:
+            return fh.read()
+
+    def write_new(self, p: str, text: str) -> None:
+        """Write ``p``, which must not exist, atomically (write aside, then rename)."""
+        tmp = f"{p}.tmp-{secrets.token_hex(4)}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, p)  # fails if p exists: no silent overwrite
+        finally:
+            os.remove(tmp)
+
+    def create_exclusive(self, p: str, text: str) -> bool:
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return True
+
+
+class HadoopFS:
+    """The same operations through the JVM's Hadoop FileSystem (hdfs://, s3a://, file:...)."""
+
+    def __init__(self, spark) -> None:
+        self._jvm = spark.sparkContext._jvm
+        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+
+    def _fs(self, p: str):
+        path = self._jvm.org.apache.hadoop.fs.Path(p)
+        return path.getFileSystem(self._conf), path
+
+    def exists(self, p: str) -> bool:
+        fs, path = self._fs(p)
+        return bool(fs.exists(path))
+
+    def mkdirs(self, p: str) -> None:
+        fs, path = self._fs(p)
+        fs.mkdirs(path)
+
+    def delete(self, p: str) -> None:
+        fs, path = self._fs(p)
+        fs.delete(path, True)
+
+    def rename(self, src: str, dst: str) -> None:
+        fs, s = self._fs(src)
+        _, d = self._fs(dst)
+        if fs.exists(d):
+            raise FileExistsError(dst)
+        if not fs.rename(s, d):
+            raise OSError(f"rename {src} -> {dst} failed")
+
+    def listdir(self, p: str) -> list[str]:
+        fs, path = self._fs(p)
+        if not fs.exists(path):
+            return []
+        return sorted(str(st.getPath().getName()) for st in fs.listStatus(path))
+
+    def read_text(self, p: str) -> str:
+        fs, path = self._fs(p)
+        stream = fs.open(path)
+        try:
+            scanner = self._jvm.java.util.Scanner(stream, "UTF-8").useDelimiter("\\A")
+            return scanner.next() if scanner.hasNext() else ""
+        finally:
+            stream.close()
+
+    def _write(self, path, fs, text: str, overwrite: bool) -> None:
+        out = fs.create(path, overwrite)
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()
+
+    def write_new(self, p: str, text: str) -> None:
+        fs, path = self._fs(p)
+        tmp = self._jvm.org.apache.hadoop.fs.Path(f"{p}.tmp-{secrets.token_hex(4)}")
+        self._write(tmp, fs, text, False)
+        if fs.exists(path) or not fs.rename(tmp, path):
+            fs.delete(tmp, False)
+            raise FileExistsError(p)
+
+    def create_exclusive(self, p: str, text: str) -> bool:
+        fs, path = self._fs(p)
+        try:
+            self._write(path, fs, text, False)
+        except Exception:  # FileAlreadyExistsException from the JVM
+            return False
+        return True
+
+
+# -- the warehouse ------------------------------------------------------------------------------
+class LockedError(RuntimeError):
+    """Another run holds the warehouse lock."""
+
+
+@dataclass
+class Warehouse:
+    """A warehouse root and its file system.
+
+    Parameters
+    ----------
+    root : str
+        Local path or Hadoop URI.
+    spark : SparkSession, optional
+        Needed for non-local roots (Hadoop FileSystem through the JVM), and to force the Hadoop
+        code path on local roots with ``force_hadoop`` (tests).
+    """
+
+    root: str
+    spark: Any = None
+    force_hadoop: bool = False
+
+    def __post_init__(self) -> None:
+        self.root = self.root.rstrip("/") or "/"
+        if is_local(self.root) and not self.force_hadoop:
+            self.root = os.path.abspath(local_path(self.root))
+            self.fs: LocalFS | HadoopFS = LocalFS()
+        else:
+            if self.spark is None:
+                raise ValueError(f"a SparkSession is needed for warehouse {self.root}")
+            self.fs = HadoopFS(self.spark)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def uri(self, *parts: str) -> str:
+        """A path Spark can read (local paths as ``file://`` URIs)."""
+        p = self.path(*parts)
+        return f"file://{p}" if p.startswith("/") else p
+
+    # -- manifest --------------------------------------------------------------------------
+    def _manifests(self) -> list[tuple[int, str]]:
+        out = []
+        for name in self.fs.listdir(self.path("_state")):
+            if name.startswith(MANIFEST_PREFIX) and name.endswith(".json"):
+                try:
+                    out.append((int(name[len(MANIFEST_PREFIX):-5]), name))
+                except ValueError:
+                    continue
+        return sorted(out)
+
+    def manifest(self) -> dict[str, Any]:
+        """The newest committed manifest: ``{"seq": n, "tables": {table: [dir, ...]}, ...}``."""
+        ms = self._manifests()
+        if not ms:
+            return {"seq": 0, "tables": {}, "runs": []}
+        return json.loads(self.fs.read_text(self.path("_state", ms[-1][1])))
+
+    def table_dirs(self, table: str) -> list[str]:
+        """Directory names (under ``W/<table>/``) that make up ``table`` now."""
+        return list(self.manifest()["tables"].get(table, []))
+
+    def commit(self, tables: dict[str, list[str]], run: dict[str, Any]) -> int:
+        """Publish a new table state in one atomic step; returns the new sequence number.
+
+        ``tables`` maps table names to their complete list of directories (tables not named
+        keep their current directories). The directories must already be in place.
+        """
+        m = self.manifest()
+        new = {"seq": m["seq"] + 1, "tables": {**m["tables"], **tables},
+               "runs": (m.get("runs", []) + [run])[-200:], "committed": utc_now()}
+        self.fs.mkdirs(self.path("_state"))
+        self.fs.write_new(self.path("_state", f"{MANIFEST_PREFIX}{new['seq']:09d}.json"),
+                          json.dumps(new, indent=1, sort_keys=True))
+        for seq, name in self._manifests()[:-KEEP_MANIFESTS]:
+            self.fs.delete(self.path("_state", name))
+        return new["seq"]
+
+    def garbage_collect(self) -> list[str]:
+        """Delete table directories no manifest references and stale staging (call under the lock)."""
+        removed = []
+        live = self.manifest()["tables"]
+        for table in TABLES:
+            keep = set(live.get(table, []))
+            for name in self.fs.listdir(self.path(table)):
+                if name not in keep and not name.startswith("."):
+                    self.fs.delete(self.path(table, name))
+                    removed.append(f"{table}/{name}")
+        for name in self.fs.listdir(self.path("_staging")):
+            self.fs.delete(self.path("_staging", name))
+            removed.append(f"_staging/{name}")
+        if removed:
+            log.info("removed %d unreferenced directories left by interrupted runs", len(removed))
+        return removed
+
+    def read_table(self, spark, table: str, schema=None):
+        """The committed rows of ``table`` as a DataFrame (empty with ``schema`` if none)."""
+        dirs = self.table_dirs(table)
+        if not dirs:
+            if schema is None:
+                raise FileNotFoundError(f"table {table} is empty in {self.root}")
+            return spark.createDataFrame([], schema)
+        return spark.read.parquet(*[self.uri(table, d) for d in dirs])
+
+    # -- runs ------------------------------------------------------------------------------
+    def write_summary(self, summary: dict[str, Any]) -> str:
+        self.fs.mkdirs(self.path("runs"))
+        p = self.path("runs", f"{summary['job']}-{summary['run_id']}.json")
+        self.fs.write_new(p, json.dumps(summary, indent=1, sort_keys=True, default=str))
+        return p
+
+    # -- lock ------------------------------------------------------------------------------
+    def acquire_lock(self, run_id: str, job: str, break_lock: bool = False) -> None:
+        """Take ``W/_state/lock`` or raise :class:`LockedError` naming the holder."""
+        self.fs.mkdirs(self.path("_state"))
+        lock = self.path("_state", "lock")
+        info = {"run_id": run_id, "job": job, "host": socket.gethostname(), "pid": os.getpid(),
+                "since": utc_now()}
+        if self.fs.create_exclusive(lock, json.dumps(info)):
+            return
+        try:
+            holder = json.loads(self.fs.read_text(lock))
+        except Exception:
+            holder = {"run_id": "?", "job": "?", "host": "?", "pid": "?", "since": "?"}
+        stale = holder.get("host") == socket.gethostname() and not _pid_alive(holder.get("pid"))
+        if break_lock:
+            log.warning("breaking the lock of run %s (%s, host %s pid %s, since %s)",
+                        holder.get("run_id"), holder.get("job"), holder.get("host"), holder.get("pid"), holder.get("since"))
+            self.fs.delete(lock)
+            if self.fs.create_exclusive(lock, json.dumps(info)):
+                return
+        raise LockedError(
+            f"warehouse {self.root} is locked by {holder.get('job')} run {holder.get('run_id')} "
+            f"(host {holder.get('host')}, pid {holder.get('pid')}, since {holder.get('since')})"
+            + ("; that process is gone: the lock is stale, rerun with --break-lock" if stale
+               else "; wait for it to finish, or rerun with --break-lock if it crashed"))
+
+    def release_lock(self, run_id: str) -> None:
+        lock = self.path("_state", "lock")
+        try:
+            holder = json.loads(self.fs.read_text(lock))
+        except Exception:
+            return
+        if holder.get("run_id") == run_id:
+            self.fs.delete(lock)
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, TypeError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def move_dirs(wh: Warehouse, moves: Iterable[tuple[str, str]]) -> None:
+    """Rename staged directories into tables (before the manifest that publishes them)."""
+    for src, dst in moves:
+        wh.fs.mkdirs(dst.rsplit("/", 1)[0])
+        wh.fs.rename(src, dst)
