@@ -69,7 +69,7 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
 
     t0 = time.time()
     run_id = new_run_id()
-    wh = Warehouse(warehouse, spark)
+    wh = Warehouse(warehouse, spark, force_hadoop=config["warehouse"]["filesystem"] == "hadoop")
     opts = ParseOptions.from_config(config)
     ing = config["ingest"]
     summary: dict[str, Any] = {"job": "ingest", "run_id": run_id, "started": utc_now(), "status": "running",

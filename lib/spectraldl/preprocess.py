@@ -104,8 +104,8 @@ def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None
         lo, hi = (w[0], w[-1]) if w.size else (np.nan, np.nan)
         raise SpectrumError("window_not_covered", name,
                             f"{lo:.1f}-{hi:.1f} Å does not cover {s.window_start}-{s.window_stop} Å")
-    i0, i1 = np.searchsorted(w, [s.window_start, s.window_stop], side="left")
-    i1 = min(i1 + 1, w.size)  # include the pixel at or just past window_stop
+    i0 = int(np.searchsorted(w, s.window_start, side="left"))
+    i1 = int(np.searchsorted(w, s.window_stop, side="right"))  # pixels with start <= w <= stop
     ww, fw = w[i0:i1], f[i0:i1]
     finite = np.isfinite(fw)
     if not np.any(fw[finite]):  # all zero (or nothing finite): a dead fibre, not a masking question
