@@ -1,0 +1,167 @@
+"""What runs inside each Horovod process: read a shard through petastorm, train, checkpoint.
+
+:func:`train_worker` is handed to ``horovod.spark.run``; everything it needs arrives in one
+plain dict (:class:`spectraldl.train.WorkerSpec` as a dict), so nothing from the driver is
+pickled but data. Only rank 0 writes (checkpoints and the final model).
+
+Data-parallel recipe (Horovod docs): ``hvd.DistributedOptimizer``, the initial state broadcast
+from rank 0, the learning rate scaled by the number of workers with a warm-up, metrics averaged
+over workers before early stopping reads them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+
+def _pin_device(hvd) -> str:
+    """Use the GPU Spark assigned to this task (CUDA_VISIBLE_DEVICES), else local_rank's; CPU if none."""
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "cpu"
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):  # Spark's GPU assignment (spark.task.resource.gpu.amount)
+        chosen = gpus[0]
+    else:
+        chosen = gpus[hvd.local_rank() % len(gpus)]
+    tf.config.set_visible_devices(chosen, "GPU")
+    tf.config.experimental.set_memory_growth(chosen, True)
+    return chosen.name
+
+
+def read_shard(urls: list[str], rank: int, size: int, n_classes: int, seed: int):
+    """This rank's rows of a Parquet dataset through petastorm, as a cached ``tf.data.Dataset``
+    of ``(flux, one_hot)`` and its row count."""
+    import tensorflow as tf
+    from petastorm import make_batch_reader
+    from petastorm.tf_utils import make_petastorm_dataset
+
+    reader = make_batch_reader(urls, cur_shard=rank, shard_count=size, num_epochs=1,
+                               shuffle_row_groups=False, workers_count=1, seed=seed,
+                               schema_fields=["flux", "y"])
+    ds = make_petastorm_dataset(reader).unbatch()
+    ds = ds.map(lambda r: (r.flux, tf.one_hot(r.y, n_classes)), num_parallel_calls=1).cache()
+    n = int(ds.reduce(0, lambda c, _: c + 1).numpy())  # fills the cache, counts the rows
+    reader.stop()
+    reader.join()
+    return ds, n
+
+
+class _State:
+    """Checkpoint bookkeeping of rank 0: ``checkpoints/state.json`` + weights files."""
+
+    def __init__(self, ckpt_dir: str) -> None:
+        self.dir = ckpt_dir
+        self.path = os.path.join(ckpt_dir, "state.json")
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            with open(self.path) as fh:
+                return json.load(fh)
+        except FileNotFoundError:
+            return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(state, fh)
+        os.replace(tmp, self.path)
+
+
+def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train on this rank's shard; returns what the driver reports (rank 0: history, weights digest)."""
+    import hashlib
+
+    import horovod.tensorflow.keras as hvd
+    import numpy as np
+    import tensorflow as tf
+
+    from spectraldl.models import build_model
+
+    hvd.init()
+    rank, size = hvd.rank(), hvd.size()
+    if spec["threads"]:
+        tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
+        tf.config.threading.set_inter_op_parallelism_threads(spec["threads"])
+    device = _pin_device(hvd)
+    tf.keras.utils.set_random_seed(spec["seed"] + rank)
+    n_classes = len(spec["classes"])
+
+    train_ds, n_train = read_shard(spec["train_urls"], rank, size, n_classes, spec["seed"])
+    val_ds, n_val = read_shard(spec["val_urls"], rank, size, n_classes, spec["seed"])
+    counts = hvd.allreduce(tf.constant([n_train, n_val], tf.int64), op=hvd.Sum, name="row_counts").numpy()
+    if (int(counts[0]), int(counts[1])) != (spec["n_train"], spec["n_val"]) or n_train == 0:
+        raise RuntimeError(f"rank {rank}: petastorm read {n_train} train / {n_val} val rows; all ranks read "
+                           f"{counts.tolist()}, expected {spec['n_train']} / {spec['n_val']}")
+
+    batch = spec["batch_size"]
+    steps = max(1, math.ceil(spec["n_train"] / (batch * size)))
+    train_ds = train_ds.shuffle(max(n_train, 1), seed=spec["seed"] + rank, reshuffle_each_iteration=True)
+    train_ds = train_ds.repeat().batch(batch).prefetch(2)
+    val_ds = val_ds.batch(batch)
+
+    model = build_model(spec["arch"], spec["n_inputs"], n_classes, seed=spec["seed"])
+    state_store = _State(spec["checkpoint_dir"])
+    state = state_store.load() if spec["resume"] else None
+    initial_epoch, best = 0, None
+    if state:
+        model.load_weights(os.path.join(spec["checkpoint_dir"], "last.weights.h5"))
+        initial_epoch = state["epoch"]
+        best = state.get("best")
+    scaled_lr = spec["learning_rate"] * size
+    opt = hvd.DistributedOptimizer(tf.keras.optimizers.Adam(learning_rate=scaled_lr))
+    model.compile(loss="categorical_crossentropy", optimizer=opt, metrics=["accuracy"])
+
+    class Checkpoint(tf.keras.callbacks.Callback):
+        """Rank 0 saves last and best weights and the history every epoch."""
+
+        def __init__(self):
+            super().__init__()
+            self.history = dict(state["history"]) if state else {}
+            self.best = best
+            self.wait = state.get("wait", 0) if state else 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            for k, v in logs.items():
+                self.history.setdefault(k, []).append(float(v))
+            vl = float(logs.get("val_loss", np.inf))
+            improved = self.best is None or vl < self.best - spec["min_delta"]
+            if improved:
+                self.best, self.wait = vl, 0
+            else:
+                self.wait += 1
+            if rank == 0:
+                self.model.save_weights(os.path.join(spec["checkpoint_dir"], "last.weights.h5"))
+                if improved:
+                    self.model.save_weights(os.path.join(spec["checkpoint_dir"], "best.weights.h5"))
+                state_store.save({"epoch": epoch + 1, "best": self.best, "wait": self.wait,
+                                  "history": self.history, "spec": {k: v for k, v in spec.items() if k != "resume"}})
+            if self.wait >= spec["patience"]:
+                self.model.stop_training = True  # same averaged val_loss on every rank: same decision
+
+    ckpt = Checkpoint()
+    callbacks = [
+        hvd.callbacks.BroadcastGlobalVariablesCallback(0),
+        hvd.callbacks.MetricAverageCallback(),
+        hvd.callbacks.LearningRateWarmupCallback(initial_lr=scaled_lr, warmup_epochs=spec["warmup_epochs"],
+                                                 steps_per_epoch=steps, verbose=0),
+        ckpt,
+    ]
+    if initial_epoch < spec["epochs"] and ckpt.wait < spec["patience"]:
+        model.fit(train_ds, steps_per_epoch=steps, epochs=spec["epochs"], initial_epoch=initial_epoch,
+                  validation_data=val_ds, class_weight=spec["class_weight"], callbacks=callbacks,
+                  verbose=2 if rank == 0 else 0)
+    best_path = os.path.join(spec["checkpoint_dir"], "best.weights.h5")
+    if rank == 0 and os.path.exists(best_path):
+        model.load_weights(best_path)  # early stopping keeps the best epoch's weights
+    digest = hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
+    out = {"rank": rank, "size": size, "rows_train": n_train, "rows_val": n_val, "device": device,
+           "weights_sha256": digest}
+    if rank == 0:
+        model.save(spec["model_path"])
+        out.update(history=ckpt.history, best_val_loss=ckpt.best,
+                   epochs_run=len(ckpt.history.get("loss", [])))
+    return out

@@ -1,0 +1,496 @@
+"""Per-index, deterministic generation of synthetic LAMOST and Ondřejov spectra with known truth.
+
+Spectrum ``i`` of a run depends only on ``(seed, kind, i)`` and the configuration, never on which
+task makes it or in which order, so any Spark partitioning writes the same bytes:
+
+- its own random numbers come from ``np.random.default_rng([seed, kind_code, i])``;
+- its class comes from a golden-ratio (low-discrepancy) sequence over ``i``, so any few thousand
+  consecutive spectra hold the configured proportions to a fraction of a per cent;
+- stars live in blocks of ``block_size`` consecutive indices: the block's own generator splits
+  the block's spectra of one family (absorption stars, emission stars, galaxies, quasars) into
+  stars with several spectra each, and each star's parameters come from the star's generator;
+- LAMOST plates and Ondřejov nights (dates, observing conditions, file names) come from
+  generators of their own, keyed by the plate or night number derived from ``i``.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from . import physics as ph
+
+KIND_CODES = {"lamost": 1, "ondrejov": 2}
+LABEL_CODES = {"emission": 0, "absorption": 1, "unknown": 2, "double_peak": 3}
+LAMOST_CATEGORIES = ("absorption", "emission", "double_peak", "galaxy", "qso")
+ONDREJOV_CATEGORIES = ("emission", "absorption", "unknown", "double_peak")
+_GOLDEN = 0.6180339887498949
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """The ``[synth]`` settings (see conf/defaults.toml for their meaning)."""
+
+    partitions: int = 0
+    block_size: int = 32
+    lamost_spectra_per_star: float = 1.3
+    ondrejov_spectra_per_star: float = 5.0
+    emission_fraction: float = 0.15
+    double_peak_fraction: float = 0.3
+    galaxy_fraction: float = 0.06
+    qso_fraction: float = 0.02
+    dead_fibre_fraction: float = 0.02
+    gzip_fraction: float = 0.3
+    gzip_misnamed_fraction: float = 0.05
+    gzip_level: int = 2
+    ivar_zero_on_emission: float = 0.7
+    ivar_zero_peak: float = 0.8
+    lamost_resolution: float = 1800.0
+    ondrejov_resolution: float = 13000.0
+    ondrejov_iraf_fraction: float = 0.3
+    ondrejov_pylon_fraction: float = 0.31
+    ondrejov_class_counts: tuple[int, ...] = (5301, 6102, 398, 1533)
+    lamost_formats: tuple[tuple[str, float], ...] = (("dr1", 0.25), ("dr2", 0.15), ("dr3_8", 0.35), ("dr9", 0.25))
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "SynthConfig":
+        """Build from the layered config (the whole dict or its ``synth`` section)."""
+        s = dict(config.get("synth", config))
+        s["ondrejov_class_counts"] = tuple(int(v) for v in s.get("ondrejov_class_counts", cls.ondrejov_class_counts))
+        fm = s.get("lamost_formats", dict(cls.lamost_formats))
+        s["lamost_formats"] = tuple((k, float(fm[k])) for k in ("dr1", "dr2", "dr3_8", "dr9"))
+        known = set(cls.__dataclass_fields__)
+        unknown = set(s) - known
+        if unknown:
+            raise ValueError(f"unknown [synth] settings: {sorted(unknown)}")
+        cfg = cls(**s)
+        if cfg.block_size < 1 or sum(cfg.ondrejov_class_counts) <= 0 or sum(w for _, w in cfg.lamost_formats) <= 0:
+            raise ValueError("[synth] block_size must be >= 1 and the class counts / format weights positive")
+        return cfg
+
+
+@dataclass
+class Synth:
+    """One generated spectrum: what is written, what a reader must return, and the truth."""
+
+    index: int
+    kind: str
+    layout: str                      # dr1, dr2, dr3_8, dr9, iraf, table
+    relpath: str                     # path relative to the output directory
+    compression: str                 # none, gzip, gzip_misnamed
+    wavelength: np.ndarray           # as the reader returns it (float64)
+    flux: np.ndarray                 # as written (float32 or float64)
+    ivar: np.ndarray | None = None
+    andmask: np.ndarray | None = None
+    ormask: np.ndarray | None = None
+    normalised: np.ndarray | None = None   # DR1 row 2 / COADD NORMALIZATION
+    model: np.ndarray | None = None        # noiseless flux (not written)
+    header: dict[str, Any] = field(default_factory=dict)   # values the format writers put in cards
+    expected_meta: dict[str, Any] = field(default_factory=dict)
+    truth: dict[str, Any] = field(default_factory=dict)
+
+
+def categories(kind: str, cfg: SynthConfig) -> tuple[tuple[str, ...], np.ndarray]:
+    """Category names of ``kind`` and their cumulative probabilities."""
+    if kind == "lamost":
+        star = 1.0 - cfg.galaxy_fraction - cfg.qso_fraction
+        e, d = cfg.emission_fraction, cfg.double_peak_fraction
+        weights = np.array([star * (1 - e), star * e * (1 - d), star * e * d, cfg.galaxy_fraction, cfg.qso_fraction])
+        names = LAMOST_CATEGORIES
+    else:
+        weights = np.array(cfg.ondrejov_class_counts, dtype=float)
+        names = ONDREJOV_CATEGORIES
+    if (weights < 0).any():
+        raise ValueError("[synth] fractions give a negative class weight")
+    return names, np.cumsum(weights) / weights.sum()
+
+
+def family(category: str) -> str:
+    """Spectra of one family can belong to one star: a Be star shows emission, double peaks or neither."""
+    return {"absorption": "a", "galaxy": "g", "qso": "q"}.get(category, "e")
+
+
+def category_of(index: int, seed: int, kind: str, cfg: SynthConfig) -> str:
+    names, cum = categories(kind, cfg)
+    offset = np.random.default_rng([seed, KIND_CODES[kind], 7]).random()
+    u = (offset + index * _GOLDEN) % 1.0
+    return names[min(int(np.searchsorted(cum, u, side="right")), len(names) - 1)]
+
+
+@functools.lru_cache(maxsize=256)
+def block_layout(block: int, seed: int, kind: str, cfg: SynthConfig) -> tuple[tuple[int, str, tuple[str, ...]], ...]:
+    """For each slot of ``block``: (star number within the block, category, the star's categories)."""
+    size = cfg.block_size
+    rng = np.random.default_rng([seed, KIND_CODES[kind], 0xB10C, block])
+    cats = [category_of(block * size + j, seed, kind, cfg) for j in range(size)]
+    mean = cfg.lamost_spectra_per_star if kind == "lamost" else cfg.ondrejov_spectra_per_star
+    star_of = [0] * size
+    k = 0
+    for fam in ("a", "e", "g", "q"):
+        members = [j for j in range(size) if family(cats[j]) == fam]
+        while members:
+            m = 1 if fam in "gq" else 1 + int(rng.poisson(max(mean - 1.0, 0.0)))
+            for j in members[:m]:
+                star_of[j] = k
+            members, k = members[m:], k + 1
+    star_cats = {}
+    for j in range(size):
+        star_cats.setdefault(star_of[j], []).append(cats[j])
+    return tuple((star_of[j], cats[j], tuple(star_cats[star_of[j]])) for j in range(size))
+
+
+# -- stars ----------------------------------------------------------------------------------------
+_TYPE_WEIGHTS = {  # letter weights per (kind, family); "double" for stars that show double peaks
+    ("lamost", "a"): {"O": 0.002, "B": 0.02, "A": 0.1, "F": 0.28, "G": 0.3, "K": 0.2, "M": 0.098},
+    ("lamost", "e"): {"O": 0.03, "B": 0.35, "A": 0.12, "F": 0.03, "G": 0.04, "K": 0.05, "M": 0.38},
+    ("ondrejov", "a"): {"O": 0.02, "B": 0.35, "A": 0.3, "F": 0.12, "G": 0.1, "K": 0.08, "M": 0.03},
+    ("ondrejov", "e"): {"O": 0.05, "B": 0.62, "A": 0.12, "F": 0.02, "G": 0.03, "K": 0.03, "M": 0.13},
+    ("any", "double"): {"O": 0.05, "B": 0.78, "A": 0.17},
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def star_params(seed: int, kind: str, block: int, k: int, cats: tuple[str, ...]) -> dict[str, Any]:
+    """Everything shared by the spectra of one star (or galaxy, or quasar)."""
+    rng = np.random.default_rng([seed, KIND_CODES[kind], 0x57A2, block, k])
+    fam = family(cats[0])
+    s: dict[str, Any] = {"ra": float(rng.uniform(0, 360)),
+                         "dec": float(np.degrees(np.arcsin(rng.uniform(-0.17 if kind == "lamost" else -0.34, 1.0)))),
+                         "fam": fam, "uid": rng.integers(10**14, 9 * 10**14)}
+    if fam == "g":
+        s.update(z=float(rng.uniform(0.01, 0.35)), young=float(rng.uniform(0.0, 0.5)),
+                 ha_ew=float(rng.uniform(5, 80)) if rng.random() < 0.6 else 0.0, sigma_v=float(rng.uniform(80, 250)))
+        return s
+    if fam == "q":
+        s.update(z=float(rng.uniform(0.1, 3.5)), alpha=float(rng.normal(-1.5, 0.4)), line_scale=float(rng.uniform(0.5, 1.5)))
+        return s
+    key = ("any", "double") if "double_peak" in cats else (kind, fam)
+    letters, w = zip(*_TYPE_WEIGHTS[key].items())
+    letter = letters[int(rng.choice(len(letters), p=np.array(w) / sum(w)))]
+    sub = float(rng.integers(3, 10)) if letter == "O" else float(rng.integers(0, 10))
+    code = 10 * ph.LETTERS.index(letter) + sub
+    lum = "V" if code >= 60 else str(rng.choice(["V", "V", "V", "IV", "III"]))
+    early = code < 30
+    vsini = float(rng.uniform(150, 400) if (fam == "e" and early) else rng.uniform(5, 120) if early else rng.uniform(1, 15))
+    s.update(code=code, lum=lum, vsini=vsini, rv=float(rng.normal(0, 30)), ebv=float(rng.exponential(0.12)),
+             metal=float(np.exp(rng.normal(0, 0.25))), pcygni=bool(early and rng.random() < 0.15))
+    s["emission"] = {p: ph.draw_emission(np.random.default_rng([seed, KIND_CODES[kind], 0xE1, block, k, i]), p, code, vsini)
+                     for i, p in enumerate(("single", "double", "pcygni", "mdwarf", "none"))}
+    return s
+
+
+def halpha_profile(category: str, star: dict[str, Any]) -> str:
+    """The H-alpha profile a spectrum of ``category`` of ``star`` shows."""
+    if category in ("galaxy", "qso"):
+        return category
+    if category == "double_peak":
+        return "double"
+    if category == "unknown":
+        return "none"
+    if category == "absorption":
+        return "absorption"
+    if star["code"] >= 60:
+        return "mdwarf"
+    return "pcygni" if star["pcygni"] else "single"
+
+
+# -- the whole spectrum -------------------------------------------------------------------------------
+def make_spectrum(index: int, seed: int, kind: str, cfg: SynthConfig, layout: str | None = None,
+                  compression: str | None = None) -> Synth:
+    """Generate spectrum ``index`` of a run (arrays, header values, truth); nothing is written.
+
+    ``layout`` and ``compression`` override the configured draw (tests use them to cover every
+    format); everything else stays as it would be.
+    """
+    if kind not in KIND_CODES:
+        raise ValueError(f"kind must be one of {sorted(KIND_CODES)}, got {kind!r}")
+    block, slot = divmod(index, cfg.block_size)
+    k, category, cats = block_layout(block, seed, kind, cfg)[slot]
+    star = star_params(seed, kind, block, k, cats)
+    rng = np.random.default_rng([seed, KIND_CODES[kind], index])
+    profile = halpha_profile(category, star)
+    build = _lamost if kind == "lamost" else _ondrejov
+    star_id = block * cfg.block_size + k
+    s = build(index, rng, star, star_id, category, profile, seed, cfg, layout, compression)
+    label = LABEL_CODES.get(category, -1) if kind == "ondrejov" else -1
+    s.truth.update(index=index, kind=kind, star_id=star_id, label=label, halpha_profile=profile)
+    s.truth.setdefault("class", category)
+    return s
+
+
+def write_spectrum(out_dir: str, s: Synth, gzip_level: int = 2) -> int:
+    """Write ``s`` under ``out_dir``; returns the number of bytes written."""
+    from .formats import encode
+
+    data = encode(s, gzip_level)
+    path = os.path.join(out_dir, s.relpath)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(data)
+    return len(data)
+
+
+TRUTH_COLUMNS = ("index", "file", "kind", "format", "layout", "data_release", "star_id", "object", "class",
+                 "label", "lamost_class", "spectral_type", "halpha_profile", "strength", "snr", "z", "ra",
+                 "dec", "gzip", "compression", "dead_fibre", "bytes")
+
+
+def generate_indices(out_dir: str, indices: Iterable[int], seed: int, kind: str, cfg: SynthConfig) -> Iterator[dict[str, Any]]:
+    """Generate and write the spectra ``indices``; yield one truth row per file."""
+    for i in indices:
+        s = make_spectrum(int(i), seed, kind, cfg)
+        nbytes = write_spectrum(out_dir, s, cfg.gzip_level)
+        row = dict(s.truth, file=s.relpath, layout=s.layout, compression=s.compression,
+                   gzip=s.compression != "none", bytes=nbytes)
+        yield {c: row.get(c) for c in TRUTH_COLUMNS}
+
+
+def coprime_step(span: int, step: int = 37) -> int:
+    """A step coprime with ``span`` (so ``k * step % span`` visits every day once)."""
+    while math.gcd(step, span) != 1:
+        step += 1
+    return step
+
+
+# -- LAMOST -------------------------------------------------------------------------------------------
+_PLATES_PER_CYCLE, _FIBRES_PER_PLATE = 16, 4000
+_RELEASES = {"dr1": (1,), "dr2": (2,), "dr3_8": (3, 4, 5, 6, 7, 8), "dr9": (9, 10)}
+_RELEASE_END_MJD = {1: 56460, 2: 56830, 3: 57190, 4: 57550, 5: 57910, 6: 58270, 7: 58640, 8: 59000, 9: 59370, 10: 59740}
+
+
+def plate_of(index: int) -> tuple[int, int, int]:
+    """(plate, spectrograph 1-16, fibre 1-250): consecutive indices go to 16 different plates."""
+    cycle, k = divmod(index, _PLATES_PER_CYCLE * _FIBRES_PER_PLATE)
+    slot = k // _PLATES_PER_CYCLE
+    return cycle * _PLATES_PER_CYCLE + k % _PLATES_PER_CYCLE, slot // 250 + 1, slot % 250 + 1
+
+
+@functools.lru_cache(maxsize=256)
+def plate_params(plate: int, seed: int, cfg: SynthConfig) -> dict[str, Any]:
+    """A LAMOST plate: layout/release of its files, observing date, plan name, exposure."""
+    rng = np.random.default_rng([seed, 1, 0x91A7, plate])
+    names, w = zip(*cfg.lamost_formats)
+    layout = names[int(rng.choice(len(names), p=np.array(w) / sum(w)))]
+    release = int(rng.choice(_RELEASES[layout]))
+    ra_c, dec_c = int(rng.integers(0, 360)), int(rng.integers(-9, 80))
+    prefix = str(rng.choice(["GAC", "VB", "HD", "KP", "EG", "B"]))
+    planid = (f"{prefix}{ra_c:03d}{'N' if dec_c >= 0 else 'S'}{abs(dec_c):02d}V{int(rng.integers(1, 6))}"
+              if prefix in ("GAC", "VB") else f"{prefix}{ra_c:03d}{int(rng.integers(0, 10**6)):06d}"
+              f"{'N' if dec_c >= 0 else 'S'}{abs(dec_c):02d}{int(rng.integers(0, 10**4)):04d}B01"
+              if prefix == "HD" else f"{prefix}{int(rng.integers(55900, 59700)):05d}{int(rng.integers(1, 9)):02d}")
+    lmjd = int(rng.integers(55859, _RELEASE_END_MJD[release]))
+    return {"layout": layout, "release": release, "planid": planid, "lmjd": lmjd, "seed": int(rng.integers(2**62)),
+            "exptime": float(rng.choice([600.0, 1200.0, 1500.0, 1800.0, 2700.0, 4500.0])), "plate": plate}
+
+
+def designation(ra: float, dec: float) -> str:
+    """``LAMOST Jhhmmss.ss+ddmmss.s`` (truncated, not rounded, as the archive writes it)."""
+    t = int(ra / 15.0 * 3600 * 100)
+    d = int(abs(dec) * 3600 * 10)
+    return (f"LAMOST J{t // 360000:02d}{t // 6000 % 60:02d}{t % 6000 // 100:02d}.{t % 100:02d}"
+            f"{'-' if dec < 0 else '+'}{d // 36000:02d}{d // 600 % 60:02d}{d % 600 // 10:02d}.{d % 10}")
+
+
+def _strength(w: np.ndarray, norm: np.ndarray, centre: float) -> float:
+    """The signed largest departure from the continuum within +-10 Å of ``centre`` (0 if off the grid)."""
+    m = np.abs(w - centre) <= 10.0
+    if not m.any():
+        return 0.0
+    hi, lo = norm[m].max() - 1.0, norm[m].min() - 1.0
+    return round(float(hi if hi >= -lo else lo), 4)
+
+
+def _lamost(index: int, rng: np.random.Generator, star: dict, star_id: int, category: str, profile: str,
+            seed: int, cfg: SynthConfig, layout: str | None, compression: str | None) -> Synth:
+    plate, spid, fibre = plate_of(index)
+    pp = plate_params(plate, seed, cfg)
+    layout = layout or pp["layout"]
+    release = pp["release"] if layout == pp["layout"] else _RELEASES[layout][0]
+    n = 3909 if rng.random() < 0.6 else int(rng.integers(3820, 3909))
+    w = ph.lamost_wavelength(n)
+    R = cfg.lamost_resolution
+    fam = star["fam"]
+    if fam == "g":
+        cont, norm = ph.galaxy_spectrum(w, star["z"], star["young"], star["ha_ew"], star["sigma_v"], R, rng)
+        z, snr, lclass, sub, stype = star["z"], rng.lognormal(np.log(8.0), 0.6), "GALAXY", "Non", ""
+        emission = np.zeros(n)
+    elif fam == "q":
+        cont, norm = ph.qso_spectrum(w, star["z"], star["alpha"], star["line_scale"], R)
+        z, snr, lclass, sub, stype = star["z"], rng.lognormal(np.log(6.0), 0.6), "QSO", "Non", ""
+        emission = np.zeros(n)
+    else:
+        code = star["code"]
+        rv = star["rv"] + float(rng.normal(0, 3))
+        z, snr, lclass = rv / ph.C_KMS, rng.lognormal(np.log(38.0), 0.9), "STAR"
+        norm = ph.stellar_absorption(w, code, "vacuum", R, rv, star["vsini"], star["metal"])
+        norm *= ph.tio_absorption(w, ph.curve("tio", code), 1.6, "vacuum")
+        norm *= ph.telluric(w, "vacuum", R, float(rng.uniform(0.2, 1.0)))
+        p = dict(star["emission"].get(profile, {}))
+        if p:
+            p["ew"] *= float(np.exp(rng.normal(0, 0.2)))
+        emission = ph.emission_lines(w, profile, p, "vacuum", rv, R)
+        norm = norm + emission
+        cont = (ph.blackbody(w, ph.curve("teff", code)) * ph.blanketing(w, code) * ph.reddening(w, star["ebv"]))
+        stype = ph.type_name(code, star["lum"] if code < 60 else "")
+        sub = (stype if release <= 2 and code < 30 else ("dM" + stype[1] if code >= 60 else stype[:2]))
+    cont = cont * ph.smooth_wiggle(w, rng.normal(0, [0.08, 0.04, 0.03]))
+    snr = float(np.clip(snr, 1.5, 600.0))
+    r = (w > 5600) & (w < 6900)
+    level = snr * {1: 60.0, 2: 15.0}.get(release, 8.0 if release < 9 else 18.0) * float(rng.lognormal(0, 0.5))
+    cont *= level / np.median(cont[r])
+    model = cont * norm
+    sigma = ph.lamost_sigma(w, model, snr, float(rng.uniform(0.05, 0.6)))
+    flux = model + rng.standard_normal(n) * sigma
+    flux += ph.sky_residuals(w, sigma, "vacuum", R, rng, 2.5)
+    zero, andmask = ph.lamost_habits(rng, w, model, sigma, emission, release, cfg.ivar_zero_on_emission, cfg.ivar_zero_peak)
+    ivar = np.where(zero, 0.0, 1.0 / sigma**2)
+    snrs = ph.band_snr(w, model, sigma)
+    dead = rng.random() < cfg.dead_fibre_fraction
+    if dead:
+        d = ph.dead_fibre(rng, w)
+        flux[d] = 0.0 if release <= 2 else rng.normal(0, 0.2, int(d.sum()))
+        ivar[d], andmask[d] = 0.0, 1
+        if r.mean() and d[r].mean() > 0.5:
+            snrs["r"] = -9999.0 if release >= 3 else snrs["r"]
+    dtype = np.float64 if layout == "dr2" else np.float32
+    flux, ivar = flux.astype(dtype), ivar.astype(dtype)
+    ormask = andmask | np.where(rng.random(n) < 0.002, 2, 0).astype(np.int32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        normalised = np.where(cont > 0, flux / cont, 0.0).astype(dtype)
+    compression = compression or ("gzip_misnamed" if rng.random() < cfg.gzip_misnamed_fraction
+                                  else "gzip" if rng.random() < cfg.gzip_fraction else "none")
+    obsid = pp["plate"] * 100000 + 100000000 + spid * 1000 + fibre if release >= 3 else None
+    stem = f"spec-{pp['lmjd']}-{pp['planid']}_sp{spid:02d}-{fibre:03d}"
+    name = (f"{obsid}.fits" if obsid and compression == "gzip_misnamed" else
+            stem + (".fits.gz" if compression == "gzip" else ".fits"))
+    ra, dec = round(star["ra"], 6), round(star["dec"], 6)
+    desig = designation(ra, dec)
+    z = round(z, 8)
+    header = dict(plate=pp, release=release, filename=stem + ".fits", obsid=obsid, spid=spid, fiberid=fibre,
+                  ra=ra, dec=dec, desig=desig, objname=str(star["uid"]), lamost_class=lclass, subclass=sub,
+                  z=z, snr=snrs, n=n, cosmetic_seed=int(rng.integers(2**62)), objtype=lclass.capitalize())
+    wl = w.astype(np.float32).astype(np.float64) if layout == "dr9" else w
+    strength = _strength(w, norm, ph.HALPHA_VAC * (1 + (z if fam != "e" and fam != "a" else 0.0)))
+    snr_written = snrs["r"]
+    cls = category if not (dead and (np.abs(w - ph.HALPHA_VAC) < 60)[d].any()) or fam in "gq" else "unknown"
+    truth = {"format": {"dr1": "lamost_lrs_dr1", "dr9": "lamost_lrs_coadd"}.get(layout, "lamost_lrs_image"),
+             "data_release": f"DR{release}", "object": desig, "class": cls, "lamost_class": lclass,
+             "spectral_type": stype, "strength": strength, "snr": round(snr, 2), "z": z, "ra": ra, "dec": dec,
+             "dead_fibre": bool(dead)}
+    meta = {"designation": desig, "ra": ra, "dec": dec, "lamost_class": lclass, "snr_r": snr_written,
+            "lamost_subclass": sub, "z": z, "obsid": obsid, "object": str(star["uid"])}
+    return Synth(index, "lamost", layout, f"{pp['lmjd']}/{pp['planid']}/{name}", compression, wl, flux, ivar,
+                 andmask, ormask, normalised, model, header, meta, truth)
+
+
+# -- Ondřejov -----------------------------------------------------------------------------------------
+_SPECTRA_PER_NIGHT = 40
+_DETECTORS = {  # name: era (first, last day as datetime64), pixels, dispersion Å/px, IRAF start Å
+    "SITe": ("1998-01-01", "2013-06-30", 1997, 0.25667, (6252.5, 6266.0), (1757, 1758)),
+    "PyLoN": ("2013-07-01", "2019-12-31", 2047, 0.230918, (6261.5, 6262.2), (1953, 1953)),
+}
+
+
+@functools.lru_cache(maxsize=256)
+def night_params(night: int, seed: int, cfg: SynthConfig) -> dict[str, Any]:
+    """An Ondřejov night: detector (by era), date, observers' conditions."""
+    rng = np.random.default_rng([seed, 2, 0x2197, night])
+    det = "PyLoN" if rng.random() < cfg.ondrejov_pylon_fraction else "SITe"
+    first, last = (np.datetime64(d) for d in _DETECTORS[det][:2])
+    span = int((last - first).astype(int)) + 1
+    fold, day = divmod(night, span)
+    date = first + np.timedelta64(day * coprime_step(span) % span, "D")
+    return {"detector": det, "date": str(date), "fold": fold, "seed": int(rng.integers(2**62)),
+            "telluric": float(rng.uniform(0.3, 1.5))}
+
+
+def ondrejov_stem(date: str, seq: int, detector: str) -> str:
+    """``ud090015`` (SITe: year letter from 1991, month letter, day, number) or ``a201402030013``."""
+    y, m, d = (int(x) for x in date.split("-"))
+    if detector == "PyLoN":
+        return f"a{y:04d}{m:02d}{d:02d}{seq:04d}"
+    return f"{chr(ord('a') + y - 1991)}{chr(ord('a') + m - 1)}{d:02d}{seq:04d}"
+
+
+def object_name(star_id: int, uid: int) -> str:
+    """A unique catalogue-like name for one star (``HD 123456``, ``HIP 12345``, ``BD+12 3456``)."""
+    cat = uid % 3
+    if cat == 0:
+        return f"HD {100000 + star_id}"
+    if cat == 1:
+        return f"HIP {200000 + star_id}"
+    return f"BD+{star_id % 90:02d} {star_id // 90 + 10000}"
+
+
+def _ondrejov(index: int, rng: np.random.Generator, star: dict, star_id: int, category: str, profile: str,
+              seed: int, cfg: SynthConfig, layout: str | None, compression: str | None) -> Synth:
+    night_no, k = divmod(index, _SPECTRA_PER_NIGHT)
+    night = night_params(night_no, seed, cfg)
+    det = night["detector"]
+    _, _, npix, disp, start, table_rows = _DETECTORS[det]
+    layout = layout or ("iraf" if rng.random() < cfg.ondrejov_iraf_fraction else "table")
+    cdelt = round(disp * float(rng.uniform(0.9996, 1.0004)), 14)
+    if layout == "iraf":
+        n, crval = npix, round(float(rng.uniform(*start)), 11)
+    else:
+        n, crval = int(rng.choice(table_rows)), round(float(rng.uniform(6282.0, 6282.3)), 11)
+    w = crval + (np.arange(1, n + 1) - 1.0) * cdelt
+    R, code = cfg.ondrejov_resolution, star["code"]
+    rv = star["rv"] + float(rng.normal(0, 3))
+    norm = ph.stellar_absorption(w, code, "air", R, rv, star["vsini"], star["metal"])
+    norm *= ph.tio_absorption(w, ph.curve("tio", code), 0.3, "air")
+    norm *= ph.telluric(w, "air", R, night["telluric"] * float(rng.uniform(0.7, 1.5)))
+    p = dict(star["emission"].get(profile, {}))
+    if p:
+        p["ew"] *= float(np.exp(rng.normal(0, 0.2)))
+    norm = norm + ph.emission_lines(w, profile, p, "air", rv, R)
+    snr = float(np.clip(np.exp(rng.normal(np.log(110.0), 0.7)), 15.0, 600.0))
+    gain, ron = 1.07, 7.0
+    level = snr**2 / gain
+    cont = level * (w / 6500.0) ** float(-rng.uniform(5.0, 9.0)) * ph.smooth_wiggle(w, rng.normal(0, [0.02, 0.01]))
+    model = cont * norm
+    sigma = np.sqrt(np.clip(model, 0, None) * gain + ron**2) / gain
+    flux = model + rng.standard_normal(n) * sigma
+    if rng.random() < 0.3:  # cosmic-ray hits
+        hits = rng.integers(0, n, int(rng.integers(1, 4)))
+        flux[hits] += level * rng.uniform(0.2, 3.0, hits.size)
+    if layout == "iraf":
+        flux = flux.astype(np.float32)
+    else:
+        flux = flux / (cont * ph.smooth_wiggle(w, rng.normal(0, [0.004, 0.003, 0.002])))
+    seq = k + 1 + _SPECTRA_PER_NIGHT * night["fold"]
+    stem = ondrejov_stem(night["date"], seq, det)
+    obj = object_name(star_id, int(star["uid"]))
+    ra, dec = star["ra"], star["dec"]
+    header = dict(night=night, stem=stem, object=obj, crval=crval, cdelt=cdelt, n=n, detector=det,
+                  cosmetic_seed=int(rng.integers(2**62)), exptime=float(rng.uniform(120, 3600)))
+    if layout == "iraf":
+        hh = ra / 15.0
+        h, m = int(hh), int(hh * 60) % 60
+        s = round((hh * 3600) % 60, 3)
+        if s >= 60.0:
+            s = 59.999
+        dd = abs(dec)
+        dg, dm = int(dd), int(dd * 60) % 60
+        ds = round((dd * 3600) % 60, 2)
+        if ds >= 60.0:
+            ds = 59.99
+        header["ra_text"] = f"{h:02d}:{m:02d}:{s:06.3f}"
+        header["dec_text"] = f"{'-' if dec < 0 else '+'}{dg:02d}:{dm:02d}:{ds:05.2f}"
+        ra = (h + m / 60 + s / 3600) * 15.0
+        dec = (-1 if dec < 0 else 1) * (dg + dm / 60 + ds / 3600)
+    else:
+        ra, dec = float(np.float64(ra)), float(np.float64(dec))
+    header.update(ra=ra, dec=dec)
+    stype = ph.type_name(code, star["lum"] if code < 60 else "V")
+    truth = {"format": "ondrejov_iraf" if layout == "iraf" else "ondrejov_table", "data_release": "",
+             "object": obj, "lamost_class": "", "spectral_type": stype,
+             "strength": _strength(w, norm, ph.HALPHA_AIR), "snr": round(snr, 2), "z": round(rv / ph.C_KMS, 8),
+             "ra": ra, "dec": dec, "dead_fibre": False}
+    meta = {"designation": None, "ra": ra, "dec": dec, "lamost_class": None, "snr_r": None, "object": obj}
+    return Synth(index, "ondrejov", layout, f"ccd700/{stem}.fits", "none", w, flux, None, None, None, None,
+                 model, header, meta, truth)

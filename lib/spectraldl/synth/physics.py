@@ -1,0 +1,532 @@
+"""Spectrum physics for the synthetic archives: continua, lines, H-alpha profiles, noise.
+
+Pure numpy and fast: a spectrum costs well under a millisecond. Continua are black bodies with
+line blanketing in the blue, interstellar reddening and TiO bands for M dwarfs; lines are
+peak-normalised pseudo-Voigt profiles whose Gaussian part is the intrinsic width added in
+quadrature to the resolution, ``sigma**2 = sigma_int**2 + (lambda / (2.355 R))**2``, scaled from an
+equivalent width (so a line keeps its strength at any resolution) and evaluated only within a few
+widths of its centre. Line lists are in air (Å); :func:`air_to_vacuum` moves them for LAMOST.
+Galaxy and quasar lines are given in vacuum, rest frame.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+C_KMS = 299792.458
+HALPHA_AIR = 6562.80
+HALPHA_VAC = 6564.61
+LAMOST_COEFF0 = 3.5682
+LAMOST_COEFF1 = 0.0001
+FWHM_PER_SIGMA = 2.3548200450309493
+LETTERS = "OBAFGKM"
+
+
+def air_to_vacuum(w_air: np.ndarray | float) -> np.ndarray:
+    """Vacuum wavelengths from air ones (VALD / Piskunov formula, as THESIS-FACTS quotes it)."""
+    w = np.asarray(w_air, dtype=np.float64)
+    s2 = (1e4 / w) ** 2
+    n = 1 + 8.336624212083e-5 + 2.408926869968e-2 / (130.1065924522 - s2) + 1.599740894897e-4 / (38.92568793293 - s2)
+    return w * n
+
+
+@functools.lru_cache(maxsize=256)
+def lamost_wavelength(n: int) -> np.ndarray:
+    """``10**(COEFF0 + i*COEFF1)``: computed exactly as the reader does, so the arrays are equal."""
+    w = 10.0 ** (LAMOST_COEFF0 + np.arange(n) * LAMOST_COEFF1)
+    w.flags.writeable = False
+    return w
+
+
+# -- spectral types ---------------------------------------------------------------------------
+# A type is a number: 10 * LETTERS.index(letter) + subclass (A2 = 22, M3 = 63).
+_CURVES = {  # code -> value, linearly interpolated
+    "teff": ((3, 44000), (5, 41000), (9, 31500), (10, 29000), (12, 20600), (15, 15700), (18, 11400),
+             (20, 9700), (22, 8840), (25, 8080), (30, 7220), (35, 6510), (40, 5920), (42, 5770),
+             (45, 5660), (48, 5490), (50, 5280), (53, 4830), (55, 4450), (57, 4050), (60, 3850),
+             (62, 3560), (63, 3430), (65, 3060), (67, 2800), (69, 2500)),
+    "balmer_ew": ((3, 2.5), (10, 3.2), (15, 6.5), (20, 11.0), (22, 12.0), (25, 10.0), (30, 7.0),
+                  (35, 4.5), (40, 3.2), (45, 2.8), (50, 2.3), (55, 1.6), (60, 1.0), (65, 0.6), (69, 0.4)),
+    "balmer_gamma": ((3, 1.2), (15, 3.0), (20, 4.5), (25, 3.8), (30, 2.2), (40, 0.9), (50, 0.6), (60, 0.4)),
+    "metal": ((18, 0.0), (20, 0.08), (25, 0.2), (30, 0.35), (35, 0.55), (40, 0.75), (45, 0.9),
+              (50, 1.0), (55, 1.1), (60, 1.1), (69, 1.0)),
+    "caii": ((15, 0.03), (20, 0.1), (25, 0.35), (30, 0.6), (40, 0.85), (50, 1.0), (69, 1.0)),
+    "hei": ((3, 0.8), (10, 1.0), (12, 1.0), (15, 0.6), (18, 0.2), (20, 0.0)),
+    "heii": ((3, 1.0), (8, 0.4), (10, 0.0)),
+    "si": ((10, 0.1), (15, 0.5), (18, 1.0), (22, 0.8), (30, 0.3), (40, 0.0)),
+    "cool": ((50, 0.05), (55, 0.3), (60, 1.0), (69, 1.6)),
+    "tio": ((55, 0.0), (57, 0.1), (60, 0.25), (62, 0.45), (64, 0.7), (66, 0.85), (69, 0.95)),
+    "blanket": ((25, 0.0), (30, 0.08), (40, 0.35), (50, 0.8), (55, 1.1), (60, 1.35), (69, 1.6)),
+}
+_CURVE_ARRAYS = {k: tuple(np.array(v, dtype=float).T) for k, v in _CURVES.items()}
+
+
+def curve(name: str, code: float) -> float:
+    """One spectral-type dependent quantity (``teff``, ``balmer_ew``, ``metal``, ...) at ``code``."""
+    x, y = _CURVE_ARRAYS[name]
+    return float(np.interp(code, x, y))
+
+
+def type_name(code: float, lum: str = "") -> str:
+    """``22.0, 'V'`` -> ``'A2V'``."""
+    letter = LETTERS[min(int(code // 10), 6)]
+    return f"{letter}{int(round(code % 10)) % 10}{lum}"
+
+
+# -- line lists (air, Å) --------------------------------------------------------------------
+# (wavelength, equivalent width at strength 1, Lorentz HWHM, group)
+BALMER = np.array([  # wavelength, EW relative to H-alpha, gamma relative to H-alpha's
+    (6562.80, 1.0, 1.0), (4861.33, 1.15, 1.0), (4340.47, 1.15, 0.9), (4101.74, 1.1, 0.85),
+    (3970.07, 1.0, 0.75), (3889.05, 0.85, 0.6), (3835.39, 0.7, 0.5), (3797.90, 0.55, 0.4),
+    (3770.63, 0.45, 0.35), (3750.15, 0.35, 0.3), (3734.37, 0.3, 0.25), (3721.94, 0.25, 0.2),
+    (9014.91, 0.2, 0.4), (8862.79, 0.18, 0.35), (8750.47, 0.15, 0.3), (8665.02, 0.12, 0.3), (8598.39, 0.1, 0.3),
+])
+_METAL_LINES = [
+    (4045.81, 1.2, 0.1, "metal"), (4063.59, 0.8, 0.1, "metal"), (4071.74, 0.7, 0.1, "metal"),
+    (4143.87, 0.6, 0.1, "metal"), (4226.73, 1.5, 0.2, "metal"), (4271.76, 0.9, 0.1, "metal"),
+    (4325.76, 0.8, 0.1, "metal"), (4383.55, 1.2, 0.1, "metal"), (4404.75, 0.9, 0.1, "metal"),
+    (4528.61, 0.5, 0.1, "metal"), (4702.99, 0.5, 0.1, "metal"), (4957.60, 0.6, 0.1, "metal"),
+    (5167.32, 1.4, 0.3, "metal"), (5172.68, 1.8, 0.3, "metal"), (5183.60, 2.2, 0.3, "metal"),
+    (5269.54, 1.2, 0.1, "metal"), (5328.04, 1.0, 0.1, "metal"), (5371.49, 0.6, 0.1, "metal"),
+    (5405.77, 0.6, 0.1, "metal"), (5446.92, 0.6, 0.1, "metal"), (5528.41, 0.5, 0.1, "metal"),
+    (5889.95, 2.4, 0.4, "metal"), (5895.92, 2.0, 0.4, "metal"), (6102.72, 0.4, 0.1, "metal"),
+    (6122.22, 0.6, 0.1, "metal"), (6162.17, 0.7, 0.1, "metal"), (6252.56, 0.14, 0.02, "metal"),
+    (6301.50, 0.14, 0.02, "metal"), (6335.33, 0.10, 0.02, "metal"), (6393.60, 0.14, 0.02, "metal"),
+    (6400.00, 0.14, 0.02, "metal"), (6411.65, 0.12, 0.02, "metal"), (6421.35, 0.10, 0.02, "metal"),
+    (6430.85, 0.11, 0.02, "metal"), (6439.08, 0.17, 0.02, "metal"), (6462.57, 0.16, 0.02, "metal"),
+    (6493.78, 0.14, 0.02, "metal"), (6494.98, 0.15, 0.02, "metal"), (6496.90, 0.12, 0.02, "metal"),
+    (6546.24, 0.10, 0.02, "metal"), (6592.91, 0.10, 0.02, "metal"), (6677.99, 0.12, 0.02, "metal"),
+    (6717.69, 0.14, 0.02, "metal"), (6750.15, 0.07, 0.02, "metal"), (8498.02, 1.2, 0.5, "metal"),
+    (8542.09, 3.0, 0.8, "metal"), (8662.14, 2.5, 0.7, "metal"),
+    (3933.66, 14.0, 1.5, "caii"), (3968.47, 11.0, 1.5, "caii"),
+    (4026.19, 0.9, 0.2, "hei"), (4471.48, 1.1, 0.2, "hei"), (4921.93, 0.6, 0.2, "hei"),
+    (5015.68, 0.4, 0.2, "hei"), (5875.62, 0.9, 0.2, "hei"), (6678.15, 0.6, 0.2, "hei"), (7065.19, 0.4, 0.2, "hei"),
+    (4541.59, 0.4, 0.2, "heii"), (4685.70, 0.6, 0.2, "heii"), (5411.52, 0.5, 0.2, "heii"),
+    (4128.07, 0.3, 0.05, "si"), (4130.89, 0.3, 0.05, "si"), (6347.11, 0.35, 0.05, "si"),
+    (6371.37, 0.25, 0.05, "si"), (6578.05, 0.12, 0.05, "si"), (6582.88, 0.08, 0.05, "si"),
+    (6572.78, 0.3, 0.05, "cool"), (7664.90, 2.5, 0.8, "cool"), (7698.96, 2.0, 0.8, "cool"),
+    (8183.26, 2.0, 0.5, "cool"), (8194.82, 2.5, 0.5, "cool"),
+]
+_GROUPS = ("metal", "caii", "hei", "heii", "si", "cool")
+_FOREST_RNG = np.random.default_rng(20170613)  # a fixed weak-line forest, shared by all stars
+_FOREST = np.sort(3700.0 * (1 - _FOREST_RNG.random(300) * (1 - 3700.0 / 9100.0)) ** -1.0)
+_FOREST_EW = 0.03 + 0.25 * _FOREST_RNG.random(300) ** 2
+#: Broad bands (centre, EW at strength 1, sigma): the G band (CH) and MgH.
+BANDS = np.array([(4305.0, 4.5, 5.0), (5110.0, 3.0, 40.0)])
+#: TiO / CaH band heads (air), depth at TiO strength 1, recovery length (Å).
+TIO_HEADS = np.array([(4761, 0.3, 60), (4954, 0.45, 80), (5167, 0.5, 90), (5448, 0.45, 100),
+                      (5847, 0.4, 110), (6159, 0.5, 120), (6382, 0.3, 60), (6651, 0.35, 100),
+                      (6750, 0.25, 70), (7054, 0.6, 150), (7589, 0.45, 120), (8432, 0.3, 100),
+                      (8859, 0.25, 100)], dtype=float)
+#: Telluric absorption near H-alpha and the O2 bands (air): wavelength, EW at airmass 1.
+TELLURIC = np.array([(6277.8 + 2.05 * k, 0.06 - 0.003 * k) for k in range(16)]
+                    + [(w, e) for w, e in ((6470.0, 0.012), (6489.3, 0.01), (6516.6, 0.015),
+                                           (6532.4, 0.012), (6543.9, 0.02), (6547.7, 0.015),
+                                           (6552.6, 0.018), (6557.2, 0.015), (6564.2, 0.02),
+                                           (6568.8, 0.01), (6572.1, 0.015), (6574.9, 0.02),
+                                           (6586.6, 0.01), (6599.3, 0.012))])
+#: Broad telluric bands at low resolution (centre air, EW, sigma): O2 B, H2O, O2 A, H2O, H2O.
+TELLURIC_BANDS = np.array([(6885.0, 4.0, 12.0), (7250.0, 6.0, 50.0), (7620.0, 14.0, 18.0),
+                           (8230.0, 5.0, 60.0), (9000.0, 8.0, 50.0)])
+#: Night-sky emission lines (air) and relative strength.
+SKY_LINES = np.array([(5577.34, 1.0), (5889.95, 0.4), (5895.92, 0.3), (6300.30, 0.5), (6363.78, 0.2),
+                      (6863.96, 0.2), (7276.41, 0.15), (7316.28, 0.2), (7340.89, 0.2), (7369.25, 0.15),
+                      (7750.64, 0.2), (7794.11, 0.2), (7821.50, 0.15), (7913.71, 0.25), (7993.33, 0.3),
+                      (8344.60, 0.4), (8399.17, 0.3), (8430.17, 0.3), (8465.36, 0.3), (8827.10, 0.4),
+                      (8885.85, 0.4), (8919.63, 0.3), (8943.40, 0.35), (8988.38, 0.4)])
+#: Galaxy emission lines (vacuum, rest): wavelength, flux relative to H-alpha (star-forming).
+GALAXY_LINES = np.array([(3727.09, 0.5), (3729.88, 0.7), (4102.89, 0.07), (4341.68, 0.13),
+                         (4862.68, 0.3), (4960.30, 0.1), (5008.24, 0.3), (6549.86, 0.1),
+                         (6564.61, 1.0), (6585.27, 0.3), (6718.29, 0.2), (6732.67, 0.15)])
+#: Quasar lines (vacuum, rest): wavelength, rest EW (Å), FWHM (km/s).
+QSO_LINES = np.array([(1215.67, 60, 4000), (1240.14, 10, 4000), (1397.61, 8, 4000), (1549.06, 30, 4500),
+                      (1908.73, 20, 4500), (2799.12, 30, 4000), (4102.89, 5, 4000), (4341.68, 12, 4000),
+                      (4862.68, 45, 4000), (5008.24, 10, 500), (6564.61, 150, 3500)])
+
+
+@functools.lru_cache(maxsize=4)
+def _stellar_list(medium: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Line centres in ``medium`` per strength group, plus the Balmer series and the forest."""
+    conv = air_to_vacuum if medium == "vacuum" else (lambda w: np.asarray(w, dtype=float))
+    out = {}
+    for g in _GROUPS:
+        rows = np.array([r[:3] for r in _METAL_LINES if r[3] == g])
+        out[g] = (conv(rows[:, 0]), rows[:, 1], rows[:, 2])
+    out["balmer"] = (conv(BALMER[:, 0]), BALMER[:, 1], BALMER[:, 2])
+    out["forest"] = (conv(_FOREST), _FOREST_EW, np.full(_FOREST.size, 0.02))
+    out["bands"] = (conv(BANDS[:, 0]), BANDS[:, 1], BANDS[:, 2])
+    out["tio"] = (conv(TIO_HEADS[:, 0]), TIO_HEADS[:, 1], TIO_HEADS[:, 2])
+    out["telluric"] = (conv(TELLURIC[:, 0]), TELLURIC[:, 1], np.zeros(len(TELLURIC)))
+    out["telluric_bands"] = (conv(TELLURIC_BANDS[:, 0]), TELLURIC_BANDS[:, 1], TELLURIC_BANDS[:, 2])
+    out["sky"] = (conv(SKY_LINES[:, 0]), SKY_LINES[:, 1], np.zeros(len(SKY_LINES)))
+    return out
+
+
+def lines(medium: str, group: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centres, EW or strength, width parameter) of one line group in ``medium``."""
+    return _stellar_list(medium)[group]
+
+
+# -- profiles ---------------------------------------------------------------------------------
+def voigt_shape(sigma: np.ndarray, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FWHM and Lorentz fraction of the pseudo-Voigt approximating a Voigt (Thompson et al. 1987)."""
+    fg = FWHM_PER_SIGMA * sigma
+    fl = 2.0 * gamma
+    f = (fg**5 + 2.69269 * fg**4 * fl + 2.42843 * fg**3 * fl**2 + 4.47163 * fg**2 * fl**3
+         + 0.07842 * fg * fl**4 + fl**5) ** 0.2
+    r = fl / f
+    return f, 1.36603 * r - 0.47719 * r**2 + 0.11116 * r**3
+
+
+def peak_per_ew(sigma: np.ndarray, gamma: np.ndarray | float = 0.0) -> np.ndarray:
+    """Peak height of a profile of unit equivalent width (1 / area of the peak-normalised shape)."""
+    f, eta = voigt_shape(np.asarray(sigma, float), np.broadcast_to(np.asarray(gamma, float), np.shape(sigma)))
+    return 1.0 / (f * (eta * (np.pi / 2) + (1 - eta) * 1.0644670194312262))
+
+
+def instrumental_sigma(centres: np.ndarray, resolution: float) -> np.ndarray:
+    """``lambda / (2.355 R)``: the Gaussian sigma of the instrument's line spread function."""
+    return np.asarray(centres, float) / (FWHM_PER_SIGMA * resolution)
+
+
+def line_sum(w: np.ndarray, centres: np.ndarray, amps: np.ndarray, sigma: np.ndarray,
+             gamma: np.ndarray | float = 0.0, n_fwhm: float = 5.0, n_gamma: float = 20.0) -> np.ndarray:
+    """Sum of peak-normalised pseudo-Voigt profiles times ``amps``, evaluated near each line only.
+
+    Each line is computed on the pixels within ``n_fwhm * FWHM + n_gamma * gamma`` of its centre
+    (one vectorised pass over a lines x window matrix, accumulated with ``bincount``); lines
+    whose window misses the grid are skipped.
+    """
+    n = w.size
+    out = np.zeros(n)
+    centres = np.asarray(centres, float)
+    amps = np.broadcast_to(np.asarray(amps, float), centres.shape)
+    sigma = np.broadcast_to(np.asarray(sigma, float), centres.shape)
+    gamma = np.broadcast_to(np.asarray(gamma, float), centres.shape)
+    f, eta = voigt_shape(sigma, gamma)
+    reach = n_fwhm * f + n_gamma * gamma
+    keep = (centres + reach > w[0]) & (centres - reach < w[-1]) & (amps != 0)
+    if not keep.any():
+        return out
+    centres, amps, f, eta, reach = centres[keep], amps[keep], f[keep], eta[keep], reach[keep]
+    idx0 = np.searchsorted(w, centres).clip(1, n - 1)
+    step = w[idx0] - w[idx0 - 1]
+    half = int(np.ceil((reach / step).max())) + 1
+    idx = idx0[:, None] + np.arange(-half, half + 1)[None, :]
+    valid = (idx >= 0) & (idx < n)
+    idx = idx.clip(0, n - 1)
+    dx = w[idx] - centres[:, None]
+    valid &= np.abs(dx) <= reach[:, None]
+    x2 = (dx / f[:, None]) ** 2
+    prof = eta[:, None] / (1 + 4 * x2) + (1 - eta[:, None]) * np.exp(-2.772588722239781 * x2)
+    vals = np.where(valid, amps[:, None] * prof, 0.0)
+    return np.bincount(idx.ravel(), weights=vals.ravel(), minlength=n)
+
+
+# -- continua -----------------------------------------------------------------------------------
+def blackbody(w: np.ndarray, teff: float) -> np.ndarray:
+    """Planck F_lambda shape at ``teff`` (arbitrary scale, peak near 1)."""
+    x = 1.4387769e8 / (w * teff)
+    lam_peak = 2.8977719e7 / teff
+    xp = 1.4387769e8 / (lam_peak * teff)
+    return (lam_peak / w) ** 5 * np.expm1(xp) / np.expm1(np.minimum(x, 700.0))
+
+
+def blanketing(w: np.ndarray, code: float) -> np.ndarray:
+    """Blue flux deficit of cool stars (metal line blanketing and the 4000 Å break)."""
+    b = curve("blanket", code)
+    if b <= 0:
+        return np.ones_like(w)
+    t = np.clip((5300.0 - w) / 1600.0, 0.0, None)
+    brk = 1.0 / (1.0 + np.exp((w - 4000.0) / 25.0))  # the 4000 Å break: an extra step below 4000 Å
+    return np.exp(-b * (t**1.4 + 0.35 * brk))
+
+
+def reddening(w: np.ndarray, ebv: float) -> np.ndarray:
+    """Interstellar extinction ``10**(-0.4 A_lambda)``, ``A_lambda = 3.1 E(B-V) (5500/lambda)**1.3``."""
+    return 10.0 ** (-0.4 * 3.1 * ebv * (5500.0 / w) ** 1.3)
+
+
+def tio_absorption(w: np.ndarray, strength: float, sigma: float, medium: str) -> np.ndarray:
+    """Multiplicative TiO/CaH bands: a sharp drop at each head, recovering to the red."""
+    out = np.ones_like(w)
+    if strength <= 0:
+        return out
+    heads, depth, length = lines(medium, "tio")
+    for h, d, L in zip(heads, depth, length):
+        if h > w[-1] or h + 6 * L < w[0]:
+            continue
+        sl = slice(max(np.searchsorted(w, h - 6 * sigma) - 1, 0), np.searchsorted(w, h + 6 * L))
+        x = w[sl] - h
+        step = 1.0 / (1.0 + np.exp(-1.702 * x / sigma))
+        out[sl] *= 1.0 - min(0.95, strength * d) * step * np.exp(-np.clip(x, 0, None) / L)
+    return out
+
+
+def smooth_wiggle(w: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
+    """A slowly varying factor ``exp(sum c_k P_k(x))`` on x in [-1, 1] (calibration errors)."""
+    x = (w - w[0]) / (w[-1] - w[0]) * 2 - 1
+    return np.exp(np.polynomial.legendre.legval(x, np.r_[0.0, coeffs]))
+
+
+def lamost_throughput(w: np.ndarray) -> np.ndarray:
+    """Relative LAMOST throughput: low at the blue end, the dichroic dip near 5800 Å, a red fall."""
+    blue = 1.0 / (1.0 + np.exp(-(w - 4050.0) / 160.0)) / (1.0 + np.exp((w - 5800.0) / 40.0))
+    red = 1.0 / (1.0 + np.exp(-(w - 5820.0) / 40.0)) / (1.0 + np.exp((w - 9000.0) / 260.0))
+    return np.maximum(blue + red, 0.02)
+
+
+# -- stellar line absorption --------------------------------------------------------------------
+def stellar_absorption(w: np.ndarray, code: float, medium: str, resolution: float, rv: float,
+                       vsini: float, metal_scale: float = 1.0, balmer_scale: float = 1.0) -> np.ndarray:
+    """The normalised photospheric spectrum (continuum = 1) of a star of type ``code``.
+
+    Balmer lines scale with :func:`curve` ``balmer_ew`` and carry Lorentz wings; metal, Ca II,
+    He I/II, Si II and cool-star lines scale with their own curves; a fixed forest of weak lines
+    adds texture; TiO bands appear from late K on. Lines are Doppler shifted by ``rv`` (km/s) and
+    rotationally broadened by ``vsini`` (km/s, as a Gaussian).
+    """
+    dop = 1.0 + rv / C_KMS
+    rot = 0.6 * vsini / C_KMS
+    tau = np.zeros(w.size)
+    bc, bew, bgam = lines(medium, "balmer")
+    c = bc * dop
+    ew_ha, gam_ha = curve("balmer_ew", code) * balmer_scale, curve("balmer_gamma", code)
+    sig = np.hypot(instrumental_sigma(c, resolution), c * rot + 0.1)
+    gam = bgam * gam_ha
+    tau += line_sum(w, c, bew * ew_ha * peak_per_ew(sig, gam), sig, gam)
+    for group, scale in (("metal", curve("metal", code) * metal_scale), ("caii", curve("caii", code) * metal_scale),
+                         ("hei", curve("hei", code)), ("heii", curve("heii", code)),
+                         ("si", curve("si", code)), ("cool", curve("cool", code)),
+                         ("forest", curve("metal", code) * metal_scale)):
+        if scale <= 0:
+            continue
+        lc, lew, lgam = lines(medium, group)
+        c = lc * dop
+        sig = np.hypot(instrumental_sigma(c, resolution), c * rot + 0.03)
+        tau += line_sum(w, c, lew * scale * peak_per_ew(sig, lgam), sig, lgam, n_fwhm=4.0)
+    m = curve("metal", code) * metal_scale
+    if m > 0.2:
+        bcen, bew2, bsig = lines(medium, "bands")
+        strength = np.array([m, curve("cool", code)])
+        sig = np.hypot(instrumental_sigma(bcen, resolution), bsig)
+        tau += line_sum(w, bcen * dop, bew2 * strength * peak_per_ew(sig), sig, n_fwhm=3.0)
+    return np.exp(-tau)
+
+
+def telluric(w: np.ndarray, medium: str, resolution: float, strength: float) -> np.ndarray:
+    """Telluric absorption (O2 and H2O) scaled by ``strength`` (airmass x humidity), multiplicative."""
+    if strength <= 0:
+        return np.ones_like(w)
+    tc, tew, _ = lines(medium, "telluric")
+    sig = instrumental_sigma(tc, resolution)
+    tau = line_sum(w, tc, tew * strength * peak_per_ew(sig), sig, n_fwhm=4.0)
+    bc, bew, bsig = lines(medium, "telluric_bands")
+    sig = np.hypot(instrumental_sigma(bc, resolution), bsig)
+    tau += line_sum(w, bc, bew * strength * peak_per_ew(sig), sig, n_fwhm=3.0)
+    return np.exp(-tau)
+
+
+def gaussian_lines(w: np.ndarray, centres: np.ndarray, ews: np.ndarray, sigma_int: np.ndarray,
+                   resolution: float) -> np.ndarray:
+    """Gaussian lines of given equivalent widths (positive = emission), in continuum units."""
+    centres = np.asarray(centres, float)
+    sig = np.hypot(instrumental_sigma(centres, resolution), sigma_int)
+    return line_sum(w, centres, np.asarray(ews, float) * peak_per_ew(sig), sig, n_fwhm=4.0)
+
+
+# -- H-alpha emission ----------------------------------------------------------------------------
+#: Balmer decrement of each profile: EW of H-beta and H-gamma relative to H-alpha's.
+DECREMENT = {"single": (0.25, 0.1), "double": (0.25, 0.1), "pcygni": (0.3, 0.12), "mdwarf": (0.8, 0.6),
+             "none": (0.0, 0.0)}
+
+
+def emission_components(profile: str, p: dict) -> tuple[list[float], list[float], list[float]]:
+    """Gaussian components (offset from line centre Å, EW Å, sigma Å) of an H-alpha profile.
+
+    ``single``: one peak (Be star seen pole-on, Herbig Ae/Be, T Tauri); ``double``: two peaks at
+    +-``sep`` with violet/red ratio ``vr`` and a central shell dip (a Be star's disc seen at an
+    angle); ``pcygni``: red-shifted emission with blue-shifted absorption (a wind); ``mdwarf``:
+    one narrow chromospheric peak; ``none``: emission that fills the photospheric line in (the
+    "unknown" class). Negative EW is absorption.
+    """
+    ew, sig, shift = p["ew"], p["sig"], p.get("shift", 0.0)
+    if profile == "double":
+        sep, vr, shell = p["sep"], p["vr"], p["shell"]
+        ev, er = ew * vr / (1 + vr), ew / (1 + vr)
+        return [shift - sep, shift + sep, shift], [ev, er, -shell * ew], [sig, sig, 0.45 * sep]
+    if profile == "pcygni":
+        return [shift, -p["abs_shift"]], [ew, -p["abs_ew"]], [sig, p["abs_sig"]]
+    return [shift], [ew], [sig]
+
+
+def emission_lines(w: np.ndarray, profile: str, p: dict, medium: str, rv: float, resolution: float) -> np.ndarray:
+    """H-alpha (and H-beta, H-gamma by the profile's decrement) emission in continuum units."""
+    if profile not in DECREMENT:
+        return np.zeros_like(w)
+    offs, ews, sigs = emission_components(profile, p)
+    bc = lines(medium, "balmer")[0][:3] * (1.0 + rv / C_KMS)
+    dec = (1.0,) + DECREMENT[profile]
+    cen, ew_all, sig_all = [], [], []
+    for c, d in zip(bc, dec):
+        if d <= 0:
+            continue
+        scale = c / bc[0]
+        cen += [c + o * scale for o in offs]
+        ew_all += [e * d * scale for e in ews]
+        sig_all += [s * scale for s in sigs]
+    return gaussian_lines(w, np.array(cen), np.array(ew_all), np.array(sig_all), resolution)
+
+
+def draw_emission(rng: np.random.Generator, profile: str, code: float, vsini: float) -> dict:
+    """Star-level emission parameters for ``profile`` (EW in Å on top of the photospheric line)."""
+    cool = code >= 60
+    base = curve("balmer_ew", code)
+    p = {"ew": base + float(np.exp(rng.uniform(np.log(1.5 if cool else 3.0), np.log(12.0 if cool else 45.0)))),
+         "sig": float(rng.uniform(0.3, 0.8) if cool else rng.uniform(1.2, 3.5) if code < 30 else rng.uniform(0.8, 2.0)),
+         "shift": float(rng.normal(0, 0.3))}
+    if profile == "double":
+        p["sep"] = float(rng.uniform(0.55, 0.9) * HALPHA_AIR * max(vsini, 120.0) / C_KMS)
+        p["sig"] = float(min(p["sig"], 0.55 * p["sep"]))
+        p["vr"] = float(rng.uniform(0.75, 1.33))
+        p["shell"] = float(rng.uniform(0.0, 0.25))
+    elif profile == "pcygni":
+        p["shift"] = float(rng.uniform(0.5, 2.0))
+        p["abs_shift"] = float(rng.uniform(3.0, 7.0))
+        p["abs_ew"] = float(rng.uniform(0.8, 4.0))
+        p["abs_sig"] = float(rng.uniform(1.0, 2.5))
+    elif profile == "none":
+        p["ew"] = base * float(rng.uniform(0.75, 1.15))
+        p["sig"] = float(rng.uniform(1.0, 3.0))
+        p["shift"] = float(rng.normal(0, 1.0))
+    return p
+
+
+# -- galaxies and quasars ------------------------------------------------------------------------
+def galaxy_spectrum(w: np.ndarray, z: float, young: float, ha_ew: float, sigma_v: float,
+                    resolution: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(continuum, normalised spectrum) of a galaxy at redshift ``z`` (vacuum wavelengths).
+
+    The continuum mixes an old population (a K0 giant-like black body with strong blanketing and
+    the 4000 Å break) with a young one (``young`` = its fraction at 5500 Å); absorption lines are
+    a K0 star's at velocity dispersion ``sigma_v``; star-forming galaxies (``ha_ew > 0``) get
+    H-alpha, [N II], [S II], H-beta, [O III] and [O II] with random ratios.
+    """
+    rest = w / (1 + z)
+    old = blackbody(rest, 4900.0) * blanketing(rest, 50.0)
+    new = blackbody(rest, 15000.0)
+    norm5500 = lambda a: a / np.interp(5500.0, rest, a) if rest[0] < 5500 < rest[-1] else a / np.median(a)  # noqa: E731
+    cont = (1 - young) * norm5500(old) + young * norm5500(new)
+    absn = stellar_absorption(w, 50.0, "vacuum", resolution, z * C_KMS, sigma_v / 0.6, metal_scale=0.8,
+                              balmer_scale=0.6 + young)
+    em = np.zeros_like(w)
+    if ha_ew > 0:
+        rel = GALAXY_LINES[:, 1].copy()
+        rel[[5, 6]] *= rng.uniform(0.3, 4.0)   # [O III]
+        rel[[7, 9]] *= rng.uniform(0.3, 2.0)   # [N II]
+        c = GALAXY_LINES[:, 0] * (1 + z)
+        ratio_cont = np.interp(GALAXY_LINES[:, 0], rest, cont) / np.interp(6564.61, rest, cont, left=1, right=1)
+        ews = ha_ew * (1 + z) * rel / np.maximum(ratio_cont, 0.05)
+        em = gaussian_lines(w, c, ews, c * sigma_v / C_KMS, resolution)
+    return cont, absn + em
+
+
+def qso_spectrum(w: np.ndarray, z: float, alpha: float, line_scale: float, resolution: float) -> tuple[np.ndarray, np.ndarray]:
+    """(continuum, normalised spectrum) of a quasar: a power law ``lambda**alpha`` with broad lines."""
+    cont = (w / 5500.0) ** alpha
+    c = QSO_LINES[:, 0] * (1 + z)
+    sig = c * QSO_LINES[:, 2] / C_KMS / FWHM_PER_SIGMA
+    return cont, 1.0 + gaussian_lines(w, c, QSO_LINES[:, 1] * (1 + z) * line_scale, sig, resolution)
+
+
+# -- noise and archive habits ----------------------------------------------------------------------
+BANDS_SNR = {"u": (3700.0, 4000.0), "g": (4000.0, 5500.0), "r": (5600.0, 6900.0),
+             "i": (6900.0, 8400.0), "z": (8400.0, 9100.0)}
+
+
+def lamost_sigma(w: np.ndarray, model: np.ndarray, snr_r: float, sky: float) -> np.ndarray:
+    """Per-pixel noise of a LAMOST spectrum whose median r-band S/N is ``snr_r``.
+
+    Photon noise of the object plus a sky floor (``sky`` in units of the object's r-band
+    level), divided by the throughput: the blue end is noisy, as in the archive.
+    """
+    r = (w > BANDS_SNR["r"][0]) & (w < BANDS_SNR["r"][1])
+    level = np.median(model[r]) if r.any() else np.median(model)
+    shape = np.sqrt(np.clip(model / level, 0.0, None) + sky) / lamost_throughput(w)
+    snr_shape = np.median(model[r] / shape[r]) if r.any() else np.median(model / shape)
+    return shape * (snr_shape / snr_r)
+
+
+def band_snr(w: np.ndarray, model: np.ndarray, sigma: np.ndarray) -> dict[str, float]:
+    """Median S/N per pixel in the u, g, r, i, z ranges, rounded as LAMOST writes them."""
+    out = {}
+    for b, (lo, hi) in BANDS_SNR.items():
+        m = (w > lo) & (w < hi)
+        out[b] = round(float(np.median(model[m] / sigma[m])), 2) if m.sum() > 10 else 0.0
+    return out
+
+
+def sky_residuals(w: np.ndarray, sigma: np.ndarray, medium: str, resolution: float,
+                  rng: np.random.Generator, amplitude: float) -> np.ndarray:
+    """Imperfect sky subtraction: each night-sky line leaves a +- residual of a few sigma."""
+    c, strength, _ = lines(medium, "sky")
+    amp = rng.normal(0.0, amplitude, c.size) * strength * np.interp(c, w, sigma)
+    return line_sum(w, c, amp, instrumental_sigma(c, resolution), n_fwhm=3.0)
+
+
+def runs_to_mask(n: int, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Boolean mask of the pixel runs ``[start, start + length)``."""
+    m = np.zeros(n, dtype=bool)
+    for s, L in zip(starts, lengths):
+        m[max(int(s), 0):max(int(s + L), 0)] = True
+    return m
+
+
+def lamost_habits(rng: np.random.Generator, w: np.ndarray, model: np.ndarray, sigma: np.ndarray,
+                  emission: np.ndarray, release: int, p_zero_peak: float, peak_threshold: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Where the LAMOST pipeline zeroes ``ivar`` and sets ``andmask`` (dead fibres aside).
+
+    - strong emission peaks: ivar 0 where the emission exceeds a quarter of its maximum, with
+      probability ``p_zero_peak`` when the peak is above ``peak_threshold`` (BT CMi in DR1);
+    - DR1/DR2: the telluric A band (7581-7679 Å) and a blue run where the S/N drops below ~1;
+    - a red tail of 0-100 pixels; a few bad-column runs of 5-10 pixels, some with andmask.
+
+    Returns
+    -------
+    zero : bool array (ivar set to 0), andmask : int array
+    """
+    n = w.size
+    zero = np.zeros(n, dtype=bool)
+    andmask = np.zeros(n, dtype=np.int32)
+    if emission.max(initial=0.0) > peak_threshold and rng.random() < p_zero_peak:
+        near = np.abs(w - HALPHA_VAC) < 15.0
+        zero |= near & (emission > 0.25 * emission[near].max())
+    if release <= 2:
+        if rng.random() < 0.85:
+            zero |= (w > 7581.0) & (w < 7680.0)
+        low = model / sigma < rng.uniform(0.5, 1.5)
+        if low[0] and rng.random() < 0.7:
+            zero[: int(np.argmin(low))] = True
+    if rng.random() < (0.6 if release <= 2 else 0.25):
+        zero[n - int(rng.integers(1, 100)):] = True
+    k = rng.poisson(0.8 if release >= 3 else 0.4)
+    if k:
+        starts, lengths = rng.integers(0, n - 10, k), rng.integers(5, 11, k)
+        bad = runs_to_mask(n, starts, lengths)
+        zero |= bad
+        if rng.random() < 0.4:
+            andmask[bad] = 1
+    return zero, andmask
+
+
+def dead_fibre(rng: np.random.Generator, w: np.ndarray) -> np.ndarray:
+    """The pixels of a dead fibre or camera: mostly the whole red arm (> ~5900 Å), sometimes part."""
+    u = rng.random()
+    if u < 0.6:
+        return w > rng.uniform(5900.0, 5960.0)
+    if u < 0.9:
+        lo = rng.uniform(5950.0, 8000.0)
+        return (w > lo) & (w < lo + rng.uniform(400.0, 2500.0))
+    return w < rng.uniform(5700.0, 5900.0)
