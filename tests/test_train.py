@@ -84,3 +84,44 @@ def test_metrics_agree_with_recomputed_predictions(spark, trained):
     assert meta["metrics"]["test"]["accuracy"] > 0.9              # the toy classes are easy
     for f in ("confusion_matrix.png", "training_curves.png", "pr_curves.png"):
         assert (wh / "models" / s["version"] / f).stat().st_size > 5000
+
+
+def test_kill_and_resume(spark, tmp_path):
+    """SIGKILL the train job after its second checkpoint; --resume finishes the same version."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import ROOT
+    wh = tmp_path / "wh"
+    make_trainset(spark, wh, n=240, seed=2)
+    args = [str(ROOT / "spark-submit.sh"), "--master", "local[2]", "--conf", "train.threads=1",
+            "--conf", "train.patience=100", "train", "--warehouse", str(wh), "--arch", "mlp",
+            "--num-proc", "2", "--epochs", "8"]
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    state = None
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        states = list((wh / "models").glob("*/checkpoints/state.json"))
+        if states:
+            try:
+                state = json.loads(states[0].read_text())
+            except ValueError:
+                state = None
+            if state and state["epoch"] >= 2:
+                break
+        time.sleep(0.2)
+    assert state and state["epoch"] >= 2, open(tmp_path / "first.log").read()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    vdir = states[0].parent.parent
+    assert not (vdir / "model.json").exists()                      # killed: not finished
+    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    meta = json.loads((vdir / "model.json").read_text())            # the same version completed
+    hist = meta["training"]["history"]["loss"]
+    assert len(hist) == 8 and json.loads(states[0].read_text())["epoch"] == 8
+    # spark-submit merges the Python driver's stderr into stdout: the summary is the last line
+    assert "test accuracy" in done.stdout.strip().splitlines()[-1]

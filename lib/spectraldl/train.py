@@ -138,8 +138,14 @@ def run_train(spark, warehouse: str, config: dict[str, Any], arch: str | None = 
              {CLASSES[k]: round(v, 3) for k, v in data["class_weight"].items()})
     spark.sparkContext.setJobDescription(f"train {vdir.name}: horovod x{opts.num_proc}")
     t_fit = time.time()
-    results = sorted(horovod.spark.run(train_worker, args=(spec,), num_proc=opts.num_proc, use_gloo=True,
-                                       verbose=1, start_timeout=600), key=lambda r: r["rank"])
+    with open(vdir / "train.log", "a") as worker_log:  # the workers' Keras output, per rank
+        log.info("worker output: %s", vdir / "train.log")
+        results = sorted(horovod.spark.run(train_worker, args=(spec,), num_proc=opts.num_proc, use_gloo=True,
+                                           verbose=1, start_timeout=600, stdout=worker_log, stderr=worker_log),
+                         key=lambda r: r["rank"])
+    hist = results[0]["history"]
+    for e, (l, vl) in enumerate(zip(hist.get("loss", []), hist.get("val_loss", [])), 1):
+        log.info("epoch %d: loss %.4f, val_loss %.4f, val_accuracy %.4f", e, l, vl, hist["val_accuracy"][e - 1])
     fit_seconds = time.time() - t_fit
     rank0 = results[0]
 
