@@ -1,0 +1,94 @@
+"""Scoring: UDF == plain predict, incremental, re-ingested, rescore, new versions, refusal."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REAL
+from spectraldl.artifact import ModelError, write_meta
+from spectraldl.config import load_config
+from spectraldl.ingest import run_ingest
+from spectraldl.models import CLASSES, build_model
+from spectraldl.preprocess import DEFAULT_SETTINGS
+from spectraldl.score import run_score
+from spectraldl.warehouse import Warehouse
+
+pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="no real data")
+FILES = ["podondra_bt-spectraldl/bt-cmi-lamost.fits", "LiangJunC_PyLASP/3703110.fits",
+         "LiangJunC_PyLASP/3706009.fits", "podondra_spectraml/spec-55916-B5591606_sp01-001.fits",
+         "ChenfaZheng_LAMOST-SBC/101008.fits", "podondra_bt-spectraldl/spec-55903-B90306_sp06-163.fits"]
+
+
+def fake_model(path, version, seed, preprocess_id=None):
+    os.makedirs(path, exist_ok=True)
+    m = build_model("cnn", 140, seed=seed)
+    m.save(os.path.join(path, "model.keras"))
+    write_meta(path, {"version": version, "arch": "cnn", "classes": list(CLASSES),
+                      "grid": {"start": 6519.0, "stop": 6732.0, "n": 140},
+                      "preprocess_id": preprocess_id or DEFAULT_SETTINGS.fingerprint(),
+                      "thresholds": {c: 0.5 for c in CLASSES}})
+    return m
+
+
+@pytest.fixture(scope="module")
+def setup(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("score")
+    arc, wh = root / "archive", root / "wh"
+    for f in FILES:
+        (arc / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REAL / "lamost" / f, arc / f)
+    cfg = load_config("local", overrides=["score.arrow_batch_size=2"])
+    run_ingest(spark, str(arc), str(wh), cfg)
+    return arc, wh, cfg, root
+
+
+def scores(spark, wh):
+    return Warehouse(str(wh)).read_table(spark, "scores").toPandas()
+
+
+def test_udf_equals_plain_predict_and_increments(spark, setup):
+    arc, wh, cfg, root = setup
+    m1 = fake_model(root / "m1", "v1", seed=1)
+    s = run_score(spark, str(wh), cfg, str(root / "m1"))
+    assert (s["spectra"], s["scored"], s["skipped"]) == (6, 6, 0)
+    got = scores(spark, wh).set_index("source_path").sort_index()
+    spectra = Warehouse(str(wh)).read_table(spark, "spectra").toPandas().set_index("source_path").sort_index()
+    want = m1.predict(np.stack(spectra.flux.to_numpy()), verbose=0)
+    p = got[["p_emission", "p_absorption", "p_double_peak"]].to_numpy()
+    np.testing.assert_allclose(p, want, atol=1e-5)
+    assert list(got.label) == [CLASSES[i] for i in want.argmax(1)]
+    ent = -(want * np.log(np.clip(want, 1e-12, 1))).sum(1)
+    np.testing.assert_allclose(got.entropy, ent, atol=1e-4)
+    assert (got.ingest_run == spectra.ingest_run).all() and (got.model_version == "v1").all()
+
+    s = run_score(spark, str(wh), cfg, str(root / "m1"))                 # nothing new
+    assert (s["scored"], s["skipped"]) == (0, 6)
+
+    changed = arc / FILES[0]
+    os.utime(changed, (time.time() + 50, time.time() + 50))
+    run_ingest(spark, str(arc), str(wh), cfg)                            # re-ingested: new ingest_run
+    s = run_score(spark, str(wh), cfg, str(root / "m1"))
+    assert s["scored"] == 1
+    got = scores(spark, wh)
+    assert len(got) == 6 and got.source_path.is_unique                   # old row of that path replaced
+
+    s = run_score(spark, str(wh), cfg, str(root / "m1"), rescore=True)
+    assert s["scored"] == 6 and len(scores(spark, wh)) == 6
+
+    fake_model(root / "m2", "v2", seed=2)                                # a new version: all again
+    s = run_score(spark, str(wh), cfg, str(root / "m2"))
+    assert s["scored"] == 6
+    got = scores(spark, wh)
+    assert sorted(got.model_version.value_counts().items()) == [("v1", 6), ("v2", 6)]
+
+
+def test_refuses_other_preprocessing(spark, setup):
+    arc, wh, cfg, root = setup
+    fake_model(root / "m3", "v3", seed=3, preprocess_id="pp1-000000000000")
+    with pytest.raises(ModelError, match="expects vectors made with preprocess_id pp1-000000000000"):
+        run_score(spark, str(wh), cfg, str(root / "m3"))
+    assert not (wh / "_state" / "lock").exists()
