@@ -92,3 +92,30 @@ def test_refuses_other_preprocessing(spark, setup):
     with pytest.raises(ModelError, match="expects vectors made with preprocess_id pp1-000000000000"):
         run_score(spark, str(wh), cfg, str(root / "m3"))
     assert not (wh / "_state" / "lock").exists()
+
+
+def test_report_from_scores(spark, setup):
+    from astropy.table import Table
+    from spectraldl.report.build import run_report
+    arc, wh, cfg, root = setup
+    fake_model(root / "m4", "v4", seed=4)
+    run_score(spark, str(wh), cfg, str(root / "m4"))
+    s = run_report(spark, str(wh), cfg, top=3, model_version="v4")
+    out = os.path.dirname(s["report"])
+    html = open(s["report"]).read()
+    assert "v4" in html and "http" not in html.replace("http://www.w3.org", "")   # offline: no CDN
+    for name in ("catalogue.csv", "catalogue.vot", "labelling.csv", "counts.png", "probabilities.png", "sky.png"):
+        assert os.path.getsize(os.path.join(out, name)) > 0, name
+    import pandas as pd
+    lab = pd.read_csv(os.path.join(out, "labelling.csv"))
+    assert list(lab.columns) == ["source_path", "designation", "predicted", "p_emission", "p_absorption",
+                                 "p_double_peak", "entropy", "label"] and len(lab) == 6
+    assert lab.entropy.is_monotonic_decreasing
+    cat = pd.read_csv(os.path.join(out, "catalogue.csv"))
+    vot = Table.read(os.path.join(out, "catalogue.vot"), format="votable")
+    assert len(vot) == len(cat) and s["candidates_stars"] == len(cat)
+    if len(vot):
+        assert str(vot["ra"].unit) == "deg"
+    sc = Warehouse(str(wh)).read_table(spark, "scores").filter("model_version = 'v4'").toPandas()
+    sel = (sc.p_emission >= 0.5) | (sc.p_double_peak >= 0.5)                # thresholds of fake_model
+    assert s["candidate_spectra_stars"] + s["candidates_extragalactic"] == int(sel.sum())

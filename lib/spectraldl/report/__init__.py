@@ -1,0 +1,1 @@
+"""The report job: candidate catalogue (CSV, VOTable), labelling export, static HTML report."""
