@@ -58,8 +58,10 @@ def _known(spark, wh: Warehouse):
 
 
 def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_rejects: bool = False,
-               break_lock: bool = False, fail_after: str | None = None) -> dict[str, Any]:
+               break_lock: bool = False, fail_after: str | None = None, take_lock: bool = True) -> dict[str, Any]:
     """Ingest ``src`` into ``warehouse``; returns the run summary (also written to ``W/runs``).
+
+    ``take_lock=False`` when the caller (the pipeline job) already holds the warehouse lock.
 
     ``fail_after`` (tests only) stops the run at a named step to prove a killed run leaves
     nothing visible: ``"staged"`` or ``"moved"``.
@@ -76,7 +78,8 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
                                "inputs": {"input": src, "warehouse": wh.root, "retry_rejects": retry_rejects},
                                "preprocess_id": opts.settings.fingerprint()}
     sc = spark.sparkContext
-    wh.acquire_lock(run_id, "ingest", break_lock)
+    if take_lock:
+        wh.acquire_lock(run_id, "ingest", break_lock)
     try:
         wh.garbage_collect()
         sc.setJobDescription(f"ingest {run_id}: list {src}")
@@ -173,7 +176,8 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
         return summary
     finally:
         sc.setJobDescription(None)
-        wh.release_lock(run_id)
+        if take_lock:
+            wh.release_lock(run_id)
 
 
 def summary_line(s: dict[str, Any]) -> str:

@@ -90,8 +90,11 @@ def _check_preprocess(spectra, meta: dict[str, Any], model_dir) -> None:
 
 
 def run_score(spark, warehouse: str, config: dict[str, Any], model: str = "default",
-              rescore: bool = False) -> dict[str, Any]:
-    """Score ``W/spectra`` with ``model``; returns the run summary (also in ``W/runs``)."""
+              rescore: bool = False, take_lock: bool = True) -> dict[str, Any]:
+    """Score ``W/spectra`` with ``model``; returns the run summary (also in ``W/runs``).
+
+    ``take_lock=False`` when the caller (the pipeline job) already holds the warehouse lock.
+    """
     from pyspark.sql import functions as F
 
     t0 = time.time()
@@ -103,7 +106,8 @@ def run_score(spark, warehouse: str, config: dict[str, Any], model: str = "defau
     version = meta["version"]
     sc = spark.sparkContext
     cfg = config["score"]
-    wh.acquire_lock(run_id, "score", cfg.get("break_lock", False))
+    if take_lock:
+        wh.acquire_lock(run_id, "score", cfg.get("break_lock", False))
     try:
         spectra = wh.read_table(spark, "spectra")
         _check_preprocess(spectra, meta, model_dir)
@@ -166,7 +170,8 @@ def run_score(spark, warehouse: str, config: dict[str, Any], model: str = "defau
         return summary
     finally:
         sc.setJobDescription(None)
-        wh.release_lock(run_id)
+        if take_lock:
+            wh.release_lock(run_id)
 
 
 def summary_line(s: dict[str, Any]) -> str:

@@ -124,7 +124,8 @@ def run_report(spark, warehouse: str, config: dict[str, Any], top: int | None = 
             made[group].append(name)
 
     maps = []
-    for p in sorted(glob.glob(str(Path(local_path(wh.root)) / "reports" / "maps" / "*.png"))):
+    map_dirs = sorted(glob.glob(str(Path(local_path(wh.root)) / "reports" / "*" / "maps")))  # explore runs
+    for p in sorted(glob.glob(os.path.join(map_dirs[-1], "*.png"))) if map_dirs else []:
         shutil.copy(p, out / f"map-{os.path.basename(p)}")
         maps.append(f"map-{os.path.basename(p)}")
     model_plots = []
