@@ -113,30 +113,33 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
         moves: list[tuple[str, str]] = []
         new_dirs: dict[str, list[str]] = {}
         if n_todo:
-            nparts = max(sc.defaultParallelism, math.ceil(n_todo / ing["paths_per_task"]))
+            # whole waves of tasks: a multiple of the cores, each with about paths_per_task paths
+            par = sc.defaultParallelism
+            nparts = par * max(1, math.ceil(n_todo / (ing["paths_per_task"] * par)))
             sc.setJobDescription(f"ingest {run_id}: parse {n_todo} files in {nparts} tasks")
             t_parse = time.time()
             parsed = (todo.select("source_path", "file_size", "file_mtime").repartition(nparts)
                       .mapInPandas(lambda it: parse_batches(it, opts), PARSED_SCHEMA)
-                      .withColumn("ingest_run", F.lit(run_id)))
-            parsed.write.partitionBy("outcome").parquet(wh.uri("_staging", run_id, "parsed"))
-            summary["parse_seconds"] = round(time.time() - t_parse, 3)
-            staged = spark.read.parquet(wh.uri("_staging", run_id, "parsed"))
-            counts = staged.groupBy("outcome", "reason").count().collect()
-            for r in counts:
+                      .withColumn("ingest_run", F.lit(run_id))
+                      .persist(StorageLevel.MEMORY_AND_DISK))  # parsed once, written to two tables
+            for r in parsed.groupBy("outcome", "reason").count().collect():
                 if r["outcome"] == "ok":
                     ingested += r["count"]
                 else:
                     rejected += r["count"]
                     by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + r["count"]
+            summary["parse_seconds"] = round(time.time() - t_parse, 3)
             sc.setJobDescription(f"ingest {run_id}: write tables")
-            for table, outcome, cols in (("spectra", "ok", SPECTRA_COLUMNS), ("rejects", "rejected", REJECTS_COLUMNS)):
-                part = staged.filter(F.col("outcome") == outcome).select(*cols)
-                if (ingested if outcome == "ok" else rejected) == 0:
+            for table, outcome, cols, n in (("spectra", "ok", SPECTRA_COLUMNS, ingested),
+                                            ("rejects", "rejected", REJECTS_COLUMNS, rejected)):
+                if n == 0:
                     continue
-                part.write.parquet(wh.uri("_staging", run_id, table))
+                (parsed.filter(F.col("outcome") == outcome).select(*cols)
+                 .coalesce(max(1, min(nparts, math.ceil(n / ing["rows_per_file"]))))
+                 .write.parquet(wh.uri("_staging", run_id, table)))
                 moves.append((f"{staging}/{table}", wh.path(table, f"run-{run_id}")))
                 new_dirs[table] = [f"run-{run_id}"]
+            parsed.unpersist()
         if seen != skipped + ingested + rejected:
             raise CountMismatch(f"seen {seen} != skipped {skipped} + ingested {ingested} + rejected {rejected}")
         if fail_after == "staged":

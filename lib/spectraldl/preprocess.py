@@ -16,6 +16,7 @@ model is never applied to vectors made another way.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -57,13 +58,20 @@ class PreprocessSettings:
 
     @property
     def grid(self) -> np.ndarray:
-        """The output wavelengths (Å, vacuum)."""
-        return np.linspace(self.window_start, self.window_stop, self.n_points)
+        """The output wavelengths (Å, vacuum), read-only and computed once per settings."""
+        return _grid(self.window_start, self.window_stop, self.n_points)
 
     def fingerprint(self) -> str:
         """``preprocess_id``: a short hash of every setting (and of this function's version)."""
         blob = json.dumps({"v": 1, **asdict(self)}, sort_keys=True).encode()
         return "pp1-" + hashlib.sha256(blob).hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=16)
+def _grid(start: float, stop: float, n: int) -> np.ndarray:
+    g = np.linspace(start, stop, n)
+    g.flags.writeable = False
+    return g
 
 
 DEFAULT_SETTINGS = PreprocessSettings()
@@ -120,9 +128,12 @@ def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None
         side = (wg < s.core_start) | (wg > s.core_stop)
         if side.sum() < 2:
             raise SpectrumError("too_few_valid_pixels", name, "fewer than 2 good continuum pixels")
-        x0 = 0.5 * (s.window_start + s.window_stop)
-        slope, intercept = np.polyfit(wg[side] - x0, fg[side], 1)
-        cont = intercept + slope * (ww - x0)
+        # least-squares straight line in closed form (np.polyfit costs 10x more per spectrum)
+        x, y = wg[side], fg[side]
+        xm, ym = x.mean(), y.mean()
+        dx = x - xm
+        slope = float(dx @ (y - ym)) / float(dx @ dx)
+        cont = ym + slope * (ww - xm)
         if not np.all(cont > 0):
             raise SpectrumError("no_signal", name, "continuum <= 0 in the window")
         fg = fg / cont[g]

@@ -1,0 +1,172 @@
+"""Ingest throughput vs the naive astropy loop, and the driver's memory at 10k vs 100k paths.
+
+An archive is made by hard-linking the real LAMOST LRS files of ../shared/data/real into many
+paths (plain, and gzipped copies for the gzip case), so 50,000 files cost a few MB of disk. In one
+run this script times
+
+* the ingest job (``run_ingest``, local mode, all cores), reported per core;
+* the loop an astronomer would write: ``astropy.io.fits.open`` per file, take flux and
+  wavelength, the same preprocessing function, one core;
+
+and prints spectra/s per core and the ratio, for plain and gzipped files. Then it ingests 10,000
+and 100,000 paths into fresh warehouses while sampling the driver's resident memory (this Python
+process plus its JVM; the Python workers are not the driver) and prints both peaks.
+
+    .venv/bin/python bench/ingest.py [--files 50000] [--naive 2000] [--memory 10000,100000]
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "lib"))
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+
+from spectraldl.config import load_config  # noqa: E402
+from spectraldl.ingest import run_ingest  # noqa: E402
+from spectraldl.io import SpectrumError  # noqa: E402
+from spectraldl.preprocess import preprocess  # noqa: E402
+from spectraldl.session import get_spark, setup_logging  # noqa: E402
+
+
+def real_lrs(real: Path) -> list[Path]:
+    out = []
+    for p in sorted((real / "lamost").rglob("*.fits*")):
+        if p.name.startswith("med-"):
+            continue
+        if p.read_bytes()[:2] != b"\x1f\x8b":
+            out.append(p)
+    return out
+
+
+def make_archive(dst: Path, sources: list[Path], n: int, per_dir: int = 500) -> None:
+    for i in range(n):
+        d = dst / f"d{i // per_dir:04d}"
+        if i % per_dir == 0:
+            d.mkdir(parents=True, exist_ok=True)
+        src = sources[i % len(sources)]
+        os.link(src, d / f"spec-{i:07d}{'.fits.gz' if src.suffix == '.gz' else '.fits'}")
+
+
+def naive_loop(paths: list[Path]) -> tuple[float, int]:
+    """The astropy loop: per file open, flux + wavelength, the same preprocessing."""
+    from astropy.io import fits
+    ok = 0
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for p in paths:
+            with fits.open(p, memmap=False) as hl:
+                if "COADD" in hl:
+                    row = hl["COADD"].data
+                    flux, wave, mask = row["FLUX"][0], row["WAVELENGTH"][0], row["ANDMASK"][0]
+                else:
+                    h, d = hl[0].header, hl[0].data
+                    flux, mask = d[0], d[3]
+                    wave = 10 ** (h["COEFF0"] + np.arange(d.shape[1]) * h["COEFF1"])
+            try:
+                preprocess(wave, flux, np.isfinite(flux) & (mask == 0))
+                ok += 1
+            except SpectrumError:
+                pass
+    return time.perf_counter() - t, ok
+
+
+class PeakRSS:
+    """Samples RSS of this process and its JVM child (not the Python workers) every 50 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _procs(self):
+        me = psutil.Process()
+        return [me] + [c for c in me.children(recursive=True) if "java" in (c.name() or "")]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in self._procs()))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--real", default=str(ROOT.parent / "shared/data/real"))
+    ap.add_argument("--files", type=int, default=50000)
+    ap.add_argument("--naive", type=int, default=2000, help="files timed for the naive loop (it is linear)")
+    ap.add_argument("--memory", default="10000,100000")
+    ap.add_argument("--tmp", default=None)
+    args = ap.parse_args()
+    setup_logging("WARNING")
+    cores = os.cpu_count() or 1
+    cfg = load_config("local", overrides=["logging.level=\"WARNING\""])
+    spark = get_spark("bench-ingest", cfg, master=f"local[{cores}]")
+    sources = real_lrs(Path(args.real))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.tmp))
+    try:
+        gz_dir = tmp / "gzsrc"
+        gz_dir.mkdir()
+        gz_sources = []
+        for p in sources:
+            q = gz_dir / (p.name + ".gz")
+            q.write_bytes(gzip.compress(p.read_bytes(), 6))
+            gz_sources.append(q)
+        print(f"{len(sources)} distinct real LAMOST LRS files hard-linked into {args.files} paths; {cores} cores")
+        print(f"{'files':<8}{'job spectra/s/core':>20}{'naive spectra/s':>17}{'ratio':>8}")
+        for label, srcs in (("plain", sources), ("gzip", gz_sources)):
+            arc = tmp / f"archive-{label}"
+            make_archive(arc, srcs, args.files)
+            all_paths = sorted(arc.rglob("spec-*"))
+            naive_t, _ = naive_loop(all_paths[: args.naive])
+            naive_rate = args.naive / naive_t
+            t = time.perf_counter()
+            s = run_ingest(spark, str(arc), str(tmp / f"wh-{label}"), cfg)
+            job_t = time.perf_counter() - t
+            assert s["seen"] == args.files == s["ingested"] + s["rejected"] + s["skipped"]
+            job_rate = args.files / job_t / cores
+            print(f"{label:<8}{job_rate:>20.0f}{naive_rate:>17.0f}{job_rate / naive_rate:>8.2f}")
+            shutil.rmtree(arc)
+            shutil.rmtree(tmp / f"wh-{label}")
+        print("job: whole run (listing, parse, commit) per core; naive: astropy + the same preprocessing, 1 core")
+        for n in (int(x) for x in args.memory.split(",")):
+            arc = tmp / f"archive-mem-{n}"
+            make_archive(arc, sources, n)
+            with PeakRSS() as peak:
+                t = time.perf_counter()
+                run_ingest(spark, str(arc), str(tmp / f"wh-mem-{n}"), cfg)
+                dt = time.perf_counter() - t
+            print(f"driver peak RSS (Python + JVM) ingesting {n} paths: {peak.peak / 2**20:.0f} MiB ({dt:.0f} s)")
+            shutil.rmtree(arc)
+            shutil.rmtree(tmp / f"wh-mem-{n}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()
