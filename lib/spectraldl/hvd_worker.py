@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from typing import Any
 
 
@@ -123,8 +124,12 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
             self.best = best
             self.wait = state.get("wait", 0) if state else 0
 
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
         def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
+            logs = dict(logs or {})
+            logs["epoch_seconds"] = time.perf_counter() - self._t0  # training + validation of this epoch
             for k, v in logs.items():
                 self.history.setdefault(k, []).append(float(v))
             vl = float(logs.get("val_loss", np.inf))
