@@ -23,7 +23,8 @@ usage: ./spark-submit.sh setup | demo | test [PYTEST ARGS] | --help
 
 commands:
   setup   create $VENV with the pinned stack (Horovod built against TensorFlow, wheel cached in $CACHE)
-  demo    generate a synthetic archive and run the pipeline on it (runs setup first if needed)
+  demo    generate a synthetic archive (SPECTRALDL_DEMO_N files, default 3000) and run the pipeline on it
+          with the embedded model; prints the report's path (runs setup first if needed)
   test    run the test suite (runs setup first if needed)
 
 wrapper options (before JOB):
@@ -181,7 +182,15 @@ case "$cmd" in
     shift; ensure_setup; export_runtime_env
     cd "$ROOT" && exec "$VENV/bin/python" -m pytest tests "$@" ;;
   demo)
-    shift; ensure_setup; export_runtime_env
-    exec "$VENV/bin/python" "$ROOT/jobs/demo.py" "$@" ;;
+    # A synthetic LAMOST archive made on the spot, then the whole pipeline with the embedded model.
+    shift; ensure_setup
+    demo_dir="${SPECTRALDL_DEMO_DIR:-$ROOT/demo}"
+    demo_n="${SPECTRALDL_DEMO_N:-3000}"
+    if [ ! -f "$demo_dir/archive/truth.parquet" ]; then
+      info "demo: generating $demo_n synthetic LAMOST files in $demo_dir/archive"
+      "$ROOT/spark-submit.sh" synth --out "$demo_dir/archive" --n "$demo_n" --seed 1 --kind lamost
+    fi
+    info "demo: running the pipeline (ingest, score, explore, report) into $demo_dir/warehouse"
+    exec "$ROOT/spark-submit.sh" pipeline --input "$demo_dir/archive" --warehouse "$demo_dir/warehouse" "$@" ;;
   *) run_job "$@" ;;
 esac
