@@ -39,7 +39,7 @@ EOF
     [ -e "$f" ] || continue
     n="$(basename "$f" .py)"
     [ "$n" = "__init__" ] && continue
-    printf '  %-10s %s\n' "$n" "$(sed -n '2p' "$f" | sed 's/^"""//; s/"""$//')"
+    printf '  %-10s %s\n' "$n" "$(sed -n '1p' "$f" | sed 's/^"""//; s/"""$//')"
   done
   echo
   echo "'./spark-submit.sh JOB --help' lists a job's arguments."

@@ -122,6 +122,8 @@ def test_meta_normalised_across_releases(real_dir):
     dr2 = read_spectrum(real_dir / "lamost/podondra_spectraml/spec-55916-B5591606_sp01-001.fits")
     assert dr2.meta["fiberid"] == 1  # FIBERID = '1       ' (string)
     assert dr2.flux.dtype == np.float64  # DR2 files are float64
+    dead = read_spectrum(real_dir / "lamost/ChenfaZheng_LAMOST-SBC/spec-58575-HD103621N361936B01_sp03-018.fits")
+    assert dead.meta["snr_r"] is None and dead.meta["snr_g"] == pytest.approx(33.57)  # SNRR = -9999
     iraf = read_spectrum(real_dir / "ondrejov/podondra_bt-spectraldl/samples_bt-cmi-ondrejov.fits")
     assert iraf.meta["object"] == "BT CMi"
     assert iraf.meta["ra"] == pytest.approx(7.951107 * 15, abs=1e-4)  # '07:57:03.987'

@@ -14,26 +14,36 @@ def _str(v: Any) -> str | None:
     return s or None
 
 
+#: LAMOST writes -9999 where a value is unknown (a dead camera's SNR, the z of CLASS Unknown).
+PLACEHOLDER = -9999.0
+
+
 def _float(v: Any) -> float | None:
     if v is None or isinstance(v, bool):
         return None
     if isinstance(v, (int, float)):
-        return float(v)
-    try:
-        return float(str(v).strip())
-    except ValueError:
-        return None
+        f = float(v)
+    else:
+        try:
+            f = float(str(v).strip())
+        except ValueError:
+            return None
+    return None if f == PLACEHOLDER else f
+
+
+_INT64 = (-(2 ** 63), 2 ** 63 - 1)
 
 
 def _int(v: Any) -> int | None:
+    """An integer that fits a long (the ``spectra`` table's type), else None."""
     if isinstance(v, bool) or v is None:
         return None
-    if isinstance(v, int):
-        return v
-    try:
-        return int(str(v).strip())
-    except ValueError:
-        return None
+    if not isinstance(v, int):
+        try:
+            v = int(str(v).strip())
+        except ValueError:
+            return None
+    return v if _INT64[0] <= v <= _INT64[1] else None  # a 20-digit OBSID would fail the Arrow write
 
 
 def sexagesimal_to_deg(value: Any, hours: bool) -> float | None:

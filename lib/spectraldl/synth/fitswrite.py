@@ -33,7 +33,8 @@ def format_value(value: Any, fmt: str | None = None) -> str:
     ----------
     value : bool, int, float, str, Raw, None or NO_VALUE
         ``bool`` -> ``T``/``F``; numbers right-justified to column 30 (``fmt`` is a format spec
-        such as ``".6f"``; the default is Python's shortest ``repr``, with an upper-case exponent);
+        such as ``".6f"``; the default is Python's shortest ``repr``, with an upper-case exponent,
+        or as many significant digits as fit in 20 columns);
         ``str`` -> quoted, at least 8 characters inside the quotes, quotes doubled, left-justified
         in 20 columns; ``None``/``NO_VALUE`` -> an empty 20-column field.
     """
@@ -46,11 +47,12 @@ def format_value(value: Any, fmt: str | None = None) -> str:
     if isinstance(value, (int, np.integer)):
         return f"{int(value):>20d}"
     if isinstance(value, (float, np.floating)):
-        if fmt is not None:
-            text = format(float(value), fmt)
-        else:
-            text = repr(float(value))
-        text = text.replace("e", "E")
+        text = (format(float(value), fmt) if fmt is not None else repr(float(value))).replace("e", "E")
+        digits = 16
+        while len(text) > 20 and fmt is None and digits > 1:  # shortest repr too long: fewer digits
+            text = format(float(value), f".{digits}G")
+            text = text if ("." in text or "E" in text) else text + "."
+            digits -= 1
         if len(text) > 20:
             raise ValueError(f"number {text!r} does not fit the 20-column value field")
         return f"{text:>20}"

@@ -1,4 +1,5 @@
-"""One writer per archive layout: the bytes of a synthetic spectrum, headers as the real files have them.
+"""The archives' conventions: one writer per layout, headers as the real files have them, and the
+plates, nights and names that give the files their places and identities.
 
 Layouts (``Synth.layout``) and what they imitate (compare ../shared/data/real):
 
@@ -15,11 +16,17 @@ Layouts (``Synth.layout``) and what they imitate (compare ../shared/data/real):
 """
 from __future__ import annotations
 
+import functools
 import gzip as _gzip
+import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .fitswrite import NO_VALUE, Raw, bintable, card, commentary, hdu_bytes, image_data, raw_card
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .generate import Synth, SynthConfig
 
 try:  # ISA-L deflates several times faster than zlib
     from isal import igzip as _igzip
@@ -35,58 +42,31 @@ def _mjd_to_date(mjd: float) -> str:
     return str(t)[:22]
 
 
-def _lamost_cards(s, coadd: bool) -> list[str]:
+def _lamost_cards(s: "Synth", coadd: bool) -> list[str]:
+    """The primary header of a LAMOST LRS file in the style of its release (see module doc)."""
     h, rel = s.header, s.header["release"]
     pp = h["plate"]
-    rng = np.random.default_rng(h["cosmetic_seed"])
     astropy = rel == 2
-    mwr = "v1.8" if rel == 1 else "v1.11b"
+    rng = np.random.default_rng(h["cosmetic_seed"])
     bitpix = 16 if coadd else (-64 if s.flux.dtype == np.float64 else -32)
-    lmjd, n = pp["lmjd"], h["n"]
-    mid = lmjd - 1 + 0.5 + rng.uniform(-0.1, 0.2)
     e = "" if not astropy else None
-    cards = [C("SIMPLE", True, "conforms to FITS standard" if astropy else f"Primary Header created by MWRFITS {mwr}",
-               tight=not astropy),
+    cards = [C("SIMPLE", True, "conforms to FITS standard" if astropy else
+               f"Primary Header created by MWRFITS {'v1.8' if rel == 1 else 'v1.11b'}", tight=not astropy),
              C("BITPIX", bitpix, "array data type" if astropy else ""),
              C("NAXIS", 0 if coadd else 2, "number of array dimensions" if astropy else
                ("" if rel == 1 else "Number of array dimensions")),
-             C("NAXIS1", n, e), C("NAXIS2", 5, e), C("EXTEND", True, None if astropy else
-                                                     ("Extensions may be present" if rel == 1 else ""))]
+             C("NAXIS1", h["n"], e), C("NAXIS2", 5, e),
+             C("EXTEND", True, None if astropy else ("Extensions may be present" if rel == 1 else ""))]
     if rel == 2 or rel >= 7:
         cards.append(commentary(""))
     cards += [commentary("COMMENT", "--------FILE INFORMATION"), C("FILENAME", h["filename"], "")]
     if rel >= 3:
         cards.append(C("OBSID", h["obsid"], "Unique number ID of this spectrum"))
-    cards.append(C("AUTHOR", "LAMOST Pipeline", "Who compiled the information"))
-    if rel >= 3:
-        cards.append(C("DATA_V", f"LAMOST DR{rel}", "Data release version"))
-    if coadd:
-        cards += [C("N_EXTEN", 2, "The amount of extension"), C("NORM", 1, "1 if there exists a normalizated spectrum")]
-    else:
-        exten0 = {1: "Flux Inverse Subcontinuum Andmask Ormask", 2: "Flux Inverse Wavelength Andmask Ormask"}
-        cards += [C("EXTEN0", exten0.get(rel, "Flux, Inverse, Wavelength, Andmask, Ormask"), None if astropy else ""),
-                  C("N_EXTEN", 1, "The extension number")]
-        if rel >= 2:
-            cards.append(C("EXTNAME", "Flux", "The extension name"))
-    made = _mjd_to_date(_RELEASE_DATE.get(rel, 58000) + rng.uniform(0, 300))[:19]
-    cards += [C("ORIGIN", "NAOC-LAMOST", "Organization responsible for creating this file"),
-              C("DATE", made.replace("T", " ") if astropy else made, "Time when this HDU is created (UTC)"),
-              commentary("COMMENT", "--------TELESCOPE PARAMETERS"),
-              C("TELESCOP", "LAMOST", "GuoShouJing Telescope"),
-              C("LONGITUD", 117.58, "[deg] Longitude of site", ".3f" if rel == 1 else None),
-              C("LATITUDE", 40.39, "[deg] Latitude of site", ".4f" if rel == 1 else None),
-              C("FOCUS", 19964, "[mm] Telescope focus"), C("CAMPRO", "NEWCAM", "Camera program name"),
-              C("CAMVER", "2.0" if astropy else "v2.0", "Camera program version"),
-              commentary("COMMENT", "--------OBSERVATION PARAMETERS"),
-              C("DATE-OBS", _mjd_to_date(mid), "The observation median UTC"),
-              C("DATE-BEG", _mjd_to_date(mid + 0.33 - pp["exptime"] / 172800)[:21], "The observation start local time"),
-              C("DATE-END", _mjd_to_date(mid + 0.33 + pp["exptime"] / 172800)[:21], "The observation end local time"),
-              C("LMJD", lmjd, "Local Modified Julian Day"), C("MJD", lmjd - int(rng.integers(0, 2)), "Modified Julian Day"),
-              C("LMJMLIST", f"{lmjd * 1440 + 500:08d}-{lmjd * 1440 + 517:08d}", "Local Modified Julian Minute list"),
-              C("PLANID", pp["planid"], "Plan ID in use")]
-    radec = {"fmt": "#.12g"} if rel == 1 else {"fmt": None} if astropy else {"fmt": ".6f"}
-    cards += [C("RA", h["ra"], "[deg] Right ascension of object", **radec),
-              C("DEC", h["dec"], "[deg] Declination of object", **radec)]
+    segments = _plate_segments(pp["seed"], pp["lmjd"], pp["planid"], pp["exptime"], rel, coadd)
+    cards += segments[0]
+    radec = "#.12g" if rel == 1 else None if astropy else ".6f"
+    cards += [C("RA", h["ra"], "[deg] Right ascension of object", radec),
+              C("DEC", h["dec"], "[deg] Declination of object", radec)]
     if astropy:
         cards += [C("OFFSET", False, "Whether there is a offset during observing"),
                   C("OBS_RA", h["ra"], "[deg] Right ascension during observing"),
@@ -97,11 +77,10 @@ def _lamost_cards(s, coadd: bool) -> list[str]:
                   C("OFFSET", False, "Whether there's a offset during observing"),
                   C("OFFSET_V", 0.0, "Offset value in arcsecond", ".2f")]
     x, y = rng.uniform(-900, 900, 2)
-    xy = (lambda v: C.__call__) if False else None  # noqa: F841 - keep the pattern readable below
-    if rel >= 4:
+    if rel >= 4:  # X_VALUE / Y_VALUE became strings
         xv, yv, fx = f"{x:.10f}", f"{y:.10f}", None
     else:
-        xv, yv, fx = float(round(x, 9 if rel == 1 else 3)), float(round(y, 9 if rel == 1 else 3)), {1: "#.12g", 2: None}.get(rel, ".3f")
+        xv, yv, fx = round(float(x), 9 if rel == 1 else 3), round(float(y), 9 if rel == 1 else 3), {1: "#.12g", 2: None}.get(rel, ".3f")
     cards += [C("DESIG", h["desig"], "Designation of LAMOST target"),
               C("FIBERID", f"{h['fiberid']}" if astropy else h["fiberid"], "Fiber ID of Object"),
               C("CELL_ID", f"{'ABCDEFGH'[h['spid'] % 8]}{int(rng.integers(1000, 4000))}", "Fiber Unit ID on the focal plane"),
@@ -126,76 +105,110 @@ def _lamost_cards(s, coadd: bool) -> list[str]:
         cards.append(C("MAGTYPE", "ugrizjh", "Magnitude type of object"))
         cards += [C(f"MAG{i + 1}", float(m) if i in (2, 3, 4) else 99.0, f"[mag] Mag{i + 1} of object",
                     None if astropy else ".2f") for i, m in enumerate(mags)]
-    weather = np.round(rng.uniform([-125, -125, 2, 0, -15, -25, 5, 0, 0], [-110, -110, 5, 29.5, 20, 5, 90, 360, 8]), 2)
-    cards += [C("OBS_TYPE", "OBJ", "The type of target (OBJ, FLAT, ARC or BIAS)"),
-              C("OBSCOMM", "Science", "Science, Test" if rel == 1 else "Science or Test"),
-              C("RADECSYS", "FK5", "Equatorial coordinate system"), C("EQUINOX", 2000.0, "Equinox in years", ".2f"),
-              commentary("COMMENT", "--------SPECTROGRAPH PARAMETERS"),
-              C("SPID", h["spid"], "Spectrograph ID"),
-              C("SPRA", round(h["ra"] + rng.normal(0, 0.3), 3) % 360, "[deg] Average RA of this spectrograph", ".3f"),
-              C("SPDEC", round(h["dec"] + rng.normal(0, 0.3), 5), "[deg] Average DEC of this spectrograph", ".5f"),
-              C("SLIT_MOD", "x2/3", "Slit mode, x1, x2/3 or x1/2"),
-              commentary("COMMENT", "--------WEATHER CONDITION")]
-    names = ("TEMPCCDB", "TEMPCCDR", "SEEING", "MOONPHA", "TEMP_AIR", "DEWPOINT", "HUMIDITY", "WINDD", "WINDS")
-    notes = ("[deg] The temperature of blue CCD", "[deg] The temperature of red CCD", "[arcsec] Seeing during exposure",
-             "[day] Moon phase for a 29.53 days period", "[deg] Temperature outside dome", "[deg]", "",
-             "[deg] Wind direction", "[m/s] Wind speed")
-    for key, val, note in zip(names, weather, notes):
-        if key == "HUMIDITY":
-            cards.append(C("DUST", "", "Reservation"))
-        cards.append(C(key, float(val), note, None if astropy else ".2f"))
-    nexp = int(rng.integers(2, 4))
-    cards += [C("SKYLEVEL", "", "Reservation"), commentary("COMMENT", "--------DATA REDUCTION PARAMETERS"),
-              C("LAMPLIST", "lamphgcdne.dat", "Arc lamp emission line list"),
-              C("SKYLIST", "skylines.dat", "Sky emission line list")]
+    cards += segments[1]
+    cards += [C("SPID", h["spid"], "Spectrograph ID"),
+              C("SPRA", round(h["ra"] + float(rng.normal(0, 0.3)), 3) % 360, "[deg] Average RA of this spectrograph", ".3f"),
+              C("SPDEC", round(h["dec"] + float(rng.normal(0, 0.3)), 5), "[deg] Average DEC of this spectrograph", ".5f")]
+    cards += segments[2]
     if rel == 1:
+        nexp, lmjd = 2, pp["lmjd"]
         cards += [C(f"EXPID{i + 1:02d}", f"{h['spid']:02d}{'br'[i // nexp]}-{lmjd}-{i % nexp + 7}-{lmjd * 1440 + 500 + i % nexp * 17}",
                     f"ID string for exposure {i + 1}") for i in range(2 * nexp)]
-    snr = h["snr"]
-    sn = "SN_" if rel <= 2 else "SNR"
-    cards += [C("NEXP", nexp, "Number of valid exposures"), C("NEXP_B", nexp, "Number of valid blue exposures"),
-              C("NEXP_R", nexp, "Number of valid red exposures"),
-              C("EXPT_B", pp["exptime"], "[s] Blue exposure duration time", ".2f"),
-              C("EXPT_R", pp["exptime"], "[s] Red exposure duration time", ".2f"),
-              C("EXPTIME", pp["exptime"], "[s] Minimum of exposure time for all cameras", ".2f"),
-              C("BESTEXP", lmjd * 1440 + 500, "MJM of the best exposure"),
-              C("SCAMEAN", float(round(rng.uniform(-1, 6), 2)), "[ADU] Mean level of scatter light", ".2f"),
-              C("EXTRACT", "aperture", "Extraction method"), C("SFLATTEN", True, "Super flat has been applied"),
-              C("PCASKYSB", True, "PCA sky-subtraction has been applied"),
-              C("NSKIES", int(rng.integers(15, 50)), "Sky fiber number"),
-              C("SKYCHI2", float(round(rng.uniform(1.2, 4), 1)), "Mean chi^2 of sky-subtraction", ".1f"),
-              C("SCHI2MIN", 1.1, "Minimum chi^2 of sky-subtraction", ".1f"),
-              C("SCHI2MAX", 6.0, "Maximum chi^2 of sky-subtraction", ".1f"),
-              C("NSTD", int(rng.integers(2, 6)), "Number of (good) standard stars"),
-              C("FSTAR", "103-106-97-30", "FiberID of flux standard stars"),
-              C("FCBY", "auto", "Standard stars origin (auto, manual or catalog)"),
-              C("HELIO", True, "Heliocentric correction"),
-              C("HELIO_RV", float(round(rng.uniform(-30, 30), 5)), "[km/s] Heliocentric correction", ".5f"),
-              C("VACUUM", True, "Wavelengths are in vacuum"), C("NWORDER", 2, "Number of linear-log10 coefficients"),
-              C("WFITTYPE", "LOG-LINEAR", "Linear-log10 dispersion"),
-              C("COEFF0", 3.5682, "Central wavelength (log10) of first pixel", ".5f" if rel == 1 else None),
-              C("COEFF1", 0.0001, "Log10 dispersion per pixel", ".9f" if rel == 1 else None),
-              C("WAT0_001", "system=linear", e), C("WAT1_001", "wtype=linear label=Wavelength units=Angstroms", e),
-              C("CRVAL1", 3.5682, "Central wavelength (log10) of first pixel", ".5f" if rel == 1 else None),
-              C("CD1_1", 0.0001, "Log10 dispersion per pixel", ".9f" if rel == 1 else None),
-              C("CRPIX1", 1, "Starting pixel (1-indexed)"), C("CTYPE1", "LINEAR", e),
-              C("DC-FLAG", 1, "Log-linear flag"), commentary("COMMENT", "--------SPECTRA ANALYSIS RESULTS"),
-              C("VERSPIPE", {1: "v2.6.4", 2: "2.7.5"}.get(rel, "v2.9.8" if rel >= 7 else "v2.7.5"), "Version of Pipeline"),
-              C("CLASS", h["lamost_class"], "Class of object"), C("SUBCLASS", h["subclass"], "Subclass of object"),
+    cards += segments[3]
+    cards += [C("CLASS", h["lamost_class"], "Class of object"), C("SUBCLASS", h["subclass"], "Subclass of object"),
               C("Z", h["z"], "Redshift of object", ".8f"),
-              C("Z_ERR", float(round(rng.uniform(1e-6, 3e-5), 8)), "Redshift error of object", ".8f")]
+              C("Z_ERR", round(float(rng.uniform(1e-6, 3e-5)), 8), "Redshift error of object", ".8f")]
     if rel == 2:
         cards.append(C("Z_FROM", "PIPELINE", "Which method computes the redshift"))
     elif rel >= 7:
         cards.append(C("ZFLAG", "LASP", "Which method computes the redshift"))
-    cards += [C(f"{sn}{b.upper()}", snr[b], f"SNR of {b} filter", None if astropy else ".2f") for b in "ugriz"]
+    sn = "SN_" if rel <= 2 else "SNR"
+    cards += [C(f"{sn}{b.upper()}", h["snr"][b], f"SNR of {b} filter", None if astropy else ".2f") for b in "ugriz"]
     return cards
 
 
+@functools.lru_cache(maxsize=128)
+def _plate_segments(seed: int, lmjd: int, planid: str, exptime: float, rel: int, coadd: bool) -> tuple[list[str], ...]:
+    """The cards shared by every file of one plate (site, date, weather, reduction), four runs of them."""
+    rng = np.random.default_rng(seed)
+    astropy = rel == 2
+    e = "" if not astropy else None
+    mid = lmjd - 1 + 0.5 + rng.uniform(-0.1, 0.2)
+    a = [C("AUTHOR", "LAMOST Pipeline", "Who compiled the information")]
+    if rel >= 3:
+        a.append(C("DATA_V", f"LAMOST DR{rel}", "Data release version"))
+    if coadd:
+        a += [C("N_EXTEN", 2, "The amount of extension"), C("NORM", 1, "1 if there exists a normalizated spectrum")]
+    else:
+        exten0 = {1: "Flux Inverse Subcontinuum Andmask Ormask", 2: "Flux Inverse Wavelength Andmask Ormask"}
+        a += [C("EXTEN0", exten0.get(rel, "Flux, Inverse, Wavelength, Andmask, Ormask"), e),
+              C("N_EXTEN", 1, "The extension number")]
+        if rel >= 2:
+            a.append(C("EXTNAME", "Flux", "The extension name"))
+    made = _mjd_to_date(_RELEASE_DATE.get(rel, 58000) + rng.uniform(0, 300))[:19]
+    a += [C("ORIGIN", "NAOC-LAMOST", "Organization responsible for creating this file"),
+          C("DATE", made.replace("T", " ") if astropy else made, "Time when this HDU is created (UTC)"),
+          commentary("COMMENT", "--------TELESCOPE PARAMETERS"), C("TELESCOP", "LAMOST", "GuoShouJing Telescope"),
+          C("LONGITUD", 117.58, "[deg] Longitude of site", ".3f" if rel == 1 else None),
+          C("LATITUDE", 40.39, "[deg] Latitude of site", ".4f" if rel == 1 else None),
+          C("FOCUS", 19964, "[mm] Telescope focus"), C("CAMPRO", "NEWCAM", "Camera program name"),
+          C("CAMVER", "2.0" if astropy else "v2.0", "Camera program version"),
+          commentary("COMMENT", "--------OBSERVATION PARAMETERS"),
+          C("DATE-OBS", _mjd_to_date(mid), "The observation median UTC"),
+          C("DATE-BEG", _mjd_to_date(mid + 0.33 - exptime / 172800)[:21], "The observation start local time"),
+          C("DATE-END", _mjd_to_date(mid + 0.33 + exptime / 172800)[:21], "The observation end local time"),
+          C("LMJD", lmjd, "Local Modified Julian Day"), C("MJD", lmjd - int(rng.integers(0, 2)), "Modified Julian Day"),
+          C("LMJMLIST", f"{lmjd * 1440 + 500:08d}-{lmjd * 1440 + 517:08d}", "Local Modified Julian Minute list"),
+          C("PLANID", planid, "Plan ID in use")]
+    b = [C("OBS_TYPE", "OBJ", "The type of target (OBJ, FLAT, ARC or BIAS)"),
+         C("OBSCOMM", "Science", "Science, Test" if rel == 1 else "Science or Test"),
+         C("RADECSYS", "FK5", "Equatorial coordinate system"), C("EQUINOX", 2000.0, "Equinox in years", ".2f"),
+         commentary("COMMENT", "--------SPECTROGRAPH PARAMETERS")]
+    weather = np.round(rng.uniform([-125, -125, 2, 0, -15, -25, 5, 0, 0], [-110, -110, 5, 29.5, 20, 5, 90, 360, 8]), 2)
+    c = [C("SLIT_MOD", "x2/3", "Slit mode, x1, x2/3 or x1/2"), commentary("COMMENT", "--------WEATHER CONDITION")]
+    for key, val, note in zip(("TEMPCCDB", "TEMPCCDR", "SEEING", "MOONPHA", "TEMP_AIR", "DEWPOINT", "HUMIDITY", "WINDD", "WINDS"),
+                              weather, _WEATHER_NOTES):
+        if key == "HUMIDITY":
+            c.append(C("DUST", "", "Reservation"))
+        c.append(C(key, float(val), note, None if astropy else ".2f"))
+    c += [C("SKYLEVEL", "", "Reservation"), commentary("COMMENT", "--------DATA REDUCTION PARAMETERS"),
+          C("LAMPLIST", "lamphgcdne.dat", "Arc lamp emission line list"), C("SKYLIST", "skylines.dat", "Sky emission line list")]
+    nexp = 2 if rel == 1 else int(rng.integers(2, 4))
+    d = [C("NEXP", nexp, "Number of valid exposures"), C("NEXP_B", nexp, "Number of valid blue exposures"),
+         C("NEXP_R", nexp, "Number of valid red exposures"), C("EXPT_B", exptime, "[s] Blue exposure duration time", ".2f"),
+         C("EXPT_R", exptime, "[s] Red exposure duration time", ".2f"),
+         C("EXPTIME", exptime, "[s] Minimum of exposure time for all cameras", ".2f"),
+         C("BESTEXP", lmjd * 1440 + 500, "MJM of the best exposure"),
+         C("SCAMEAN", round(float(rng.uniform(-1, 6)), 2), "[ADU] Mean level of scatter light", ".2f"),
+         C("EXTRACT", "aperture", "Extraction method"), C("SFLATTEN", True, "Super flat has been applied"),
+         C("PCASKYSB", True, "PCA sky-subtraction has been applied"), C("NSKIES", int(rng.integers(15, 50)), "Sky fiber number"),
+         C("SKYCHI2", round(float(rng.uniform(1.2, 4)), 1), "Mean chi^2 of sky-subtraction", ".1f"),
+         C("SCHI2MIN", 1.1, "Minimum chi^2 of sky-subtraction", ".1f"),
+         C("SCHI2MAX", 6.0, "Maximum chi^2 of sky-subtraction", ".1f"),
+         C("NSTD", int(rng.integers(2, 6)), "Number of (good) standard stars"),
+         C("FSTAR", "103-106-97-30", "FiberID of flux standard stars"),
+         C("FCBY", "auto", "Standard stars origin (auto, manual or catalog)"), C("HELIO", True, "Heliocentric correction"),
+         C("HELIO_RV", round(float(rng.uniform(-30, 30)), 5), "[km/s] Heliocentric correction", ".5f"),
+         C("VACUUM", True, "Wavelengths are in vacuum"), C("NWORDER", 2, "Number of linear-log10 coefficients"),
+         C("WFITTYPE", "LOG-LINEAR", "Linear-log10 dispersion"),
+         C("COEFF0", 3.5682, "Central wavelength (log10) of first pixel", ".5f" if rel == 1 else None),
+         C("COEFF1", 0.0001, "Log10 dispersion per pixel", ".9f" if rel == 1 else None),
+         C("WAT0_001", "system=linear", e), C("WAT1_001", "wtype=linear label=Wavelength units=Angstroms", e),
+         C("CRVAL1", 3.5682, "Central wavelength (log10) of first pixel", ".5f" if rel == 1 else None),
+         C("CD1_1", 0.0001, "Log10 dispersion per pixel", ".9f" if rel == 1 else None),
+         C("CRPIX1", 1, "Starting pixel (1-indexed)"), C("CTYPE1", "LINEAR", e), C("DC-FLAG", 1, "Log-linear flag"),
+         commentary("COMMENT", "--------SPECTRA ANALYSIS RESULTS"),
+         C("VERSPIPE", {1: "v2.6.4", 2: "2.7.5"}.get(rel, "v2.9.8" if rel >= 7 else "v2.7.5"), "Version of Pipeline")]
+    return a, b, c, d
+
+
+_WEATHER_NOTES = ("[deg] The temperature of blue CCD", "[deg] The temperature of red CCD", "[arcsec] Seeing during exposure",
+                  "[day] Moon phase for a 29.53 days period", "[deg] Temperature outside dome", "[deg]", "",
+                  "[deg] Wind direction", "[m/s] Wind speed")
 _RELEASE_DATE = {1: 56600, 2: 57000, 3: 57350, 4: 57700, 5: 58050, 6: 58400, 7: 58750, 8: 59100, 9: 59450, 10: 60000}
 
 
-def lamost_image_bytes(s) -> bytes:
+def lamost_image_bytes(s: "Synth") -> bytes:
     """DR1-DR8: primary image of 5 rows (row 2 normalised flux in DR1, wavelength after)."""
     dtype = s.flux.dtype
     row2 = s.normalised if s.layout == "dr1" else s.wavelength.astype(dtype)
@@ -203,7 +216,7 @@ def lamost_image_bytes(s) -> bytes:
     return hdu_bytes(_lamost_cards(s, coadd=False), image_data(img))
 
 
-def lamost_coadd_bytes(s) -> bytes:
+def lamost_coadd_bytes(s: "Synth") -> bytes:
     """DR9+: empty primary with stale NAXISn + one-row ``COADD`` table of float32 arrays."""
     f4 = np.float32
     cols = [(name, np.asarray(a, dtype=f4)[None, :]) for name, a in (
@@ -225,7 +238,7 @@ def lamost_coadd_bytes(s) -> bytes:
     return hdu_bytes(_lamost_cards(s, coadd=True)) + hdu_bytes(head, data)
 
 
-def ondrejov_iraf_bytes(s) -> bytes:
+def ondrejov_iraf_bytes(s: "Synth") -> bytes:
     """An IRAF 1-D image in ADU with the CCD700 header, its invalid cards included."""
     h, night = s.header, s.header["night"]
     rng = np.random.default_rng(h["cosmetic_seed"])
@@ -275,7 +288,7 @@ def ondrejov_iraf_bytes(s) -> bytes:
     return hdu_bytes(cards, image_data(s.flux.astype(np.float32)))
 
 
-def ondrejov_table_bytes(s) -> bytes:
+def ondrejov_table_bytes(s: "Synth") -> bytes:
     """The archive's SSAP/DataLink download: empty primary + (spectral, flux) float64 rows."""
     h, night = s.header, s.header["night"]
     rng = np.random.default_rng(h["cosmetic_seed"])
@@ -307,6 +320,91 @@ def ondrejov_table_bytes(s) -> bytes:
     return hdu_bytes(prim) + hdu_bytes(cards, data)
 
 
+# -- archive conventions: plates, nights, names ------------------------------------------------------
+_PLATES_PER_CYCLE, _FIBRES_PER_PLATE = 64, 4000
+RELEASES = {"dr1": (1,), "dr2": (2,), "dr3_8": (3, 4, 5, 6, 7, 8), "dr9": (9, 10)}
+RELEASE_END_MJD = {1: 56460, 2: 56830, 3: 57190, 4: 57550, 5: 57910, 6: 58270, 7: 58640, 8: 59000, 9: 59370, 10: 59740}
+
+
+def plate_of(index: int) -> tuple[int, int, int]:
+    """(plate, spectrograph 1-16, fibre 1-250): consecutive indices go to 64 different plates."""
+    cycle, k = divmod(index, _PLATES_PER_CYCLE * _FIBRES_PER_PLATE)
+    slot = k // _PLATES_PER_CYCLE
+    return cycle * _PLATES_PER_CYCLE + k % _PLATES_PER_CYCLE, slot // 250 + 1, slot % 250 + 1
+
+
+@functools.lru_cache(maxsize=256)
+def plate_params(plate: int, seed: int, cfg: "SynthConfig") -> dict[str, Any]:
+    """A LAMOST plate: layout/release of its files, observing date, plan name, exposure."""
+    rng = np.random.default_rng([seed, 1, 0x91A7, plate])
+    names, w = zip(*cfg.lamost_formats)
+    layout = names[int(rng.choice(len(names), p=np.array(w) / sum(w)))]
+    release = int(rng.choice(RELEASES[layout]))
+    ra_c, dec_c = int(rng.integers(0, 360)), int(rng.integers(-9, 80))
+    prefix = str(rng.choice(["GAC", "VB", "HD", "KP", "EG", "B"]))
+    ns = f"{'N' if dec_c >= 0 else 'S'}{abs(dec_c):02d}"
+    # the plate number sits in each name, so no two plates share a directory (or a file name)
+    planid = (f"{prefix}{ra_c:03d}{ns}V{plate + 1}" if prefix in ("GAC", "VB") else
+              f"HD{ra_c:03d}{plate:06d}{ns}{int(rng.integers(0, 10**4)):04d}B01" if prefix == "HD" else
+              f"{prefix}{plate:05d}{int(rng.integers(1, 99)):02d}")
+    lmjd = int(rng.integers(55859, RELEASE_END_MJD[release]))
+    return {"layout": layout, "release": release, "planid": planid, "lmjd": lmjd, "seed": int(rng.integers(2**62)),
+            "exptime": float(rng.choice([600.0, 1200.0, 1500.0, 1800.0, 2700.0, 4500.0])), "plate": plate}
+
+
+def designation(ra: float, dec: float) -> str:
+    """``LAMOST Jhhmmss.ss+ddmmss.s`` (truncated, not rounded, as the archive writes it)."""
+    t = int(ra / 15.0 * 3600 * 100)
+    d = int(abs(dec) * 3600 * 10)
+    return (f"LAMOST J{t // 360000:02d}{t // 6000 % 60:02d}{t % 6000 // 100:02d}.{t % 100:02d}"
+            f"{'-' if dec < 0 else '+'}{d // 36000:02d}{d // 600 % 60:02d}{d % 600 // 10:02d}.{d % 10}")
+
+
+SPECTRA_PER_NIGHT = 40
+DETECTORS = {  # name: era (first, last day as datetime64), pixels, dispersion Å/px, IRAF start Å
+    "SITe": ("1998-01-01", "2013-06-30", 1997, 0.25667, (6252.5, 6266.0), (1757, 1758)),
+    "PyLoN": ("2013-07-01", "2019-12-31", 2047, 0.230918, (6261.5, 6262.2), (1953, 1953)),
+}
+
+
+@functools.lru_cache(maxsize=256)
+def night_params(night: int, seed: int, cfg: "SynthConfig") -> dict[str, Any]:
+    """An Ondřejov night: detector (by era), date, observers' conditions."""
+    rng = np.random.default_rng([seed, 2, 0x2197, night])
+    det = "PyLoN" if rng.random() < cfg.ondrejov_pylon_fraction else "SITe"
+    first, last = (np.datetime64(d) for d in DETECTORS[det][:2])
+    span = int((last - first).astype(int)) + 1
+    fold, day = divmod(night, span)
+    date = first + np.timedelta64(day * coprime_step(span) % span, "D")
+    return {"detector": det, "date": str(date), "fold": fold, "seed": int(rng.integers(2**62)),
+            "telluric": float(rng.uniform(0.3, 1.5))}
+
+
+def ondrejov_stem(date: str, seq: int, detector: str) -> str:
+    """``ud090015`` (SITe: year letter from 1991, month letter, day, number) or ``a201402030013``."""
+    y, m, d = (int(x) for x in date.split("-"))
+    if detector == "PyLoN":
+        return f"a{y:04d}{m:02d}{d:02d}{seq:04d}"
+    return f"{chr(ord('a') + y - 1991)}{chr(ord('a') + m - 1)}{d:02d}{seq:04d}"
+
+
+def object_name(star_id: int, uid: int) -> str:
+    """A unique catalogue-like name for one star (``HD 123456``, ``HIP 12345``, ``BD+12 3456``)."""
+    cat = uid % 3
+    if cat == 0:
+        return f"HD {100000 + star_id}"
+    if cat == 1:
+        return f"HIP {200000 + star_id}"
+    return f"BD+{star_id % 90:02d} {star_id // 90 + 10000}"
+
+
+def coprime_step(span: int, step: int = 37) -> int:
+    """A step coprime with ``span`` (so ``k * step % span`` visits every day once)."""
+    while math.gcd(step, span) != 1:
+        step += 1
+    return step
+
+
 WRITERS = {"dr1": lamost_image_bytes, "dr2": lamost_image_bytes, "dr3_8": lamost_image_bytes,
            "dr9": lamost_coadd_bytes, "iraf": ondrejov_iraf_bytes, "table": ondrejov_table_bytes}
 
@@ -318,7 +416,7 @@ def compress(data: bytes, level: int = 2) -> bytes:
     return _gzip.compress(data, compresslevel=max(level, 1), mtime=0)
 
 
-def encode(s, gzip_level: int = 2) -> bytes:
+def encode(s: "Synth", gzip_level: int = 2) -> bytes:
     """The file bytes of ``s``: its layout's writer, gzipped when ``s.compression`` says so."""
     data = WRITERS[s.layout](s)
     return compress(data, gzip_level) if s.compression != "none" else data

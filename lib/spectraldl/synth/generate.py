@@ -15,7 +15,6 @@ task makes it or in which order, so any Spark partitioning writes the same bytes
 from __future__ import annotations
 
 import functools
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
@@ -23,6 +22,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from . import physics as ph
+from .formats import (DETECTORS, RELEASES, SPECTRA_PER_NIGHT, designation, encode, night_params, object_name,
+                      ondrejov_stem, plate_of, plate_params)
 
 KIND_CODES = {"lamost": 1, "ondrejov": 2}
 LABEL_CODES = {"emission": 0, "absorption": 1, "unknown": 2, "double_peak": 3}
@@ -33,44 +34,49 @@ _GOLDEN = 0.6180339887498949
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """The ``[synth]`` settings (see conf/defaults.toml for their meaning)."""
+    """The ``[synth]`` settings; conf/defaults.toml declares them and says what they mean."""
 
-    partitions: int = 0
-    block_size: int = 32
-    lamost_spectra_per_star: float = 1.3
-    ondrejov_spectra_per_star: float = 5.0
-    emission_fraction: float = 0.15
-    double_peak_fraction: float = 0.3
-    galaxy_fraction: float = 0.06
-    qso_fraction: float = 0.02
-    dead_fibre_fraction: float = 0.02
-    gzip_fraction: float = 0.3
-    gzip_misnamed_fraction: float = 0.05
-    gzip_level: int = 2
-    ivar_zero_on_emission: float = 0.7
-    ivar_zero_peak: float = 0.8
-    lamost_resolution: float = 1800.0
-    ondrejov_resolution: float = 13000.0
-    ondrejov_iraf_fraction: float = 0.3
-    ondrejov_pylon_fraction: float = 0.31
-    ondrejov_class_counts: tuple[int, ...] = (5301, 6102, 398, 1533)
-    lamost_formats: tuple[tuple[str, float], ...] = (("dr1", 0.25), ("dr2", 0.15), ("dr3_8", 0.35), ("dr9", 0.25))
+    partitions: int
+    block_size: int
+    lamost_spectra_per_star: float
+    ondrejov_spectra_per_star: float
+    emission_fraction: float
+    double_peak_fraction: float
+    galaxy_fraction: float
+    qso_fraction: float
+    dead_fibre_fraction: float
+    gzip_fraction: float
+    gzip_misnamed_fraction: float
+    gzip_level: int
+    ivar_zero_on_emission: float
+    ivar_zero_peak: float
+    lamost_resolution: float
+    ondrejov_resolution: float
+    ondrejov_iraf_fraction: float
+    ondrejov_pylon_fraction: float
+    ondrejov_class_counts: tuple[int, ...]
+    lamost_formats: tuple[tuple[str, float], ...]
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "SynthConfig":
         """Build from the layered config (the whole dict or its ``synth`` section)."""
         s = dict(config.get("synth", config))
-        s["ondrejov_class_counts"] = tuple(int(v) for v in s.get("ondrejov_class_counts", cls.ondrejov_class_counts))
-        fm = s.get("lamost_formats", dict(cls.lamost_formats))
-        s["lamost_formats"] = tuple((k, float(fm[k])) for k in ("dr1", "dr2", "dr3_8", "dr9"))
+        s["ondrejov_class_counts"] = tuple(int(v) for v in s["ondrejov_class_counts"])
+        s["lamost_formats"] = tuple((k, float(s["lamost_formats"][k])) for k in ("dr1", "dr2", "dr3_8", "dr9"))
         known = set(cls.__dataclass_fields__)
-        unknown = set(s) - known
-        if unknown:
-            raise ValueError(f"unknown [synth] settings: {sorted(unknown)}")
+        if set(s) != known:
+            raise ValueError(f"[synth] settings differ from the declared ones: {sorted(set(s) ^ known)}")
         cfg = cls(**s)
         if cfg.block_size < 1 or sum(cfg.ondrejov_class_counts) <= 0 or sum(w for _, w in cfg.lamost_formats) <= 0:
             raise ValueError("[synth] block_size must be >= 1 and the class counts / format weights positive")
         return cfg
+
+    @classmethod
+    def defaults(cls, overrides: Iterable[str] = ()) -> "SynthConfig":
+        """conf/defaults.toml's ``[synth]`` (plus ``--set``-style ``overrides``, e.g. ``"synth.block_size=8"``)."""
+        from ..config import load_config
+
+        return cls.from_config(load_config("local", overrides=list(overrides)))
 
 
 @dataclass
@@ -114,9 +120,15 @@ def family(category: str) -> str:
     return {"absorption": "a", "galaxy": "g", "qso": "q"}.get(category, "e")
 
 
+@functools.lru_cache(maxsize=64)
+def _offset(seed: int, kind: str) -> float:
+    return float(np.random.default_rng([seed, KIND_CODES[kind], 7]).random())
+
+
 def category_of(index: int, seed: int, kind: str, cfg: SynthConfig) -> str:
+    """The category of spectrum ``index``: golden-ratio sequence through the cumulative weights."""
     names, cum = categories(kind, cfg)
-    offset = np.random.default_rng([seed, KIND_CODES[kind], 7]).random()
+    offset = _offset(seed, kind)
     u = (offset + index * _GOLDEN) % 1.0
     return names[min(int(np.searchsorted(cum, u, side="right")), len(names) - 1)]
 
@@ -162,8 +174,9 @@ def star_params(seed: int, kind: str, block: int, k: int, cats: tuple[str, ...])
                          "dec": float(np.degrees(np.arcsin(rng.uniform(-0.17 if kind == "lamost" else -0.34, 1.0)))),
                          "fam": fam, "uid": rng.integers(10**14, 9 * 10**14)}
     if fam == "g":
-        s.update(z=float(rng.uniform(0.01, 0.35)), young=float(rng.uniform(0.0, 0.5)),
-                 ha_ew=float(rng.uniform(5, 80)) if rng.random() < 0.6 else 0.0, sigma_v=float(rng.uniform(80, 250)))
+        s.update(z=float(rng.uniform(0.01, 0.35)), young=float(rng.uniform(0.0, 0.25)),
+                 ha_ew=float(np.exp(rng.uniform(np.log(3), np.log(60)))) if rng.random() < 0.6 else 0.0,
+                 sigma_v=float(rng.uniform(80, 250)), sigma_gas=float(rng.uniform(30, 100)))
         return s
     if fam == "q":
         s.update(z=float(rng.uniform(0.1, 3.5)), alpha=float(rng.normal(-1.5, 0.4)), line_scale=float(rng.uniform(0.5, 1.5)))
@@ -171,16 +184,32 @@ def star_params(seed: int, kind: str, block: int, k: int, cats: tuple[str, ...])
     key = ("any", "double") if "double_peak" in cats else (kind, fam)
     letters, w = zip(*_TYPE_WEIGHTS[key].items())
     letter = letters[int(rng.choice(len(letters), p=np.array(w) / sum(w)))]
-    sub = float(rng.integers(3, 10)) if letter == "O" else float(rng.integers(0, 10))
+    sub = (float(rng.integers(3, 10)) if letter == "O" else
+           float(rng.choice(7, p=[0.22, 0.2, 0.18, 0.15, 0.12, 0.08, 0.05])) if letter == "M" else float(rng.integers(0, 10)))
     code = 10 * ph.LETTERS.index(letter) + sub
     lum = "V" if code >= 60 else str(rng.choice(["V", "V", "V", "IV", "III"]))
     early = code < 30
     vsini = float(rng.uniform(150, 400) if (fam == "e" and early) else rng.uniform(5, 120) if early else rng.uniform(1, 15))
-    s.update(code=code, lum=lum, vsini=vsini, rv=float(rng.normal(0, 30)), ebv=float(rng.exponential(0.12)),
-             metal=float(np.exp(rng.normal(0, 0.25))), pcygni=bool(early and rng.random() < 0.15))
-    s["emission"] = {p: ph.draw_emission(np.random.default_rng([seed, KIND_CODES[kind], 0xE1, block, k, i]), p, code, vsini)
-                     for i, p in enumerate(("single", "double", "pcygni", "mdwarf", "none"))}
+    s.update(code=code, lum=lum, vsini=vsini, rv=float(rng.normal(0, 30)), ebv=float(rng.exponential(0.05)),
+             metal=float(np.exp(rng.normal(0, 0.25))), pcygni=bool(early and rng.random() < 0.15),
+             key=(seed, KIND_CODES[kind], block, k))
     return s
+
+
+_PROFILES = ("single", "double", "pcygni", "mdwarf", "none")
+
+
+@functools.lru_cache(maxsize=1024)
+def _emission(key: tuple[int, ...], profile: str, code: float, vsini: float) -> tuple:
+    rng = np.random.default_rng([*key[:2], 0xE1, *key[2:], _PROFILES.index(profile)])
+    return tuple(ph.draw_emission(rng, profile, code, vsini).items())
+
+
+def emission_params(star: dict[str, Any], profile: str) -> dict[str, float]:
+    """The star's H-alpha emission parameters for ``profile`` (its own generator; empty if none)."""
+    if profile not in _PROFILES:
+        return {}
+    return dict(_emission(star["key"], profile, star["code"], star["vsini"]))
 
 
 def halpha_profile(category: str, star: dict[str, Any]) -> str:
@@ -224,8 +253,6 @@ def make_spectrum(index: int, seed: int, kind: str, cfg: SynthConfig, layout: st
 
 def write_spectrum(out_dir: str, s: Synth, gzip_level: int = 2) -> int:
     """Write ``s`` under ``out_dir``; returns the number of bytes written."""
-    from .formats import encode
-
     data = encode(s, gzip_level)
     path = os.path.join(out_dir, s.relpath)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -249,52 +276,7 @@ def generate_indices(out_dir: str, indices: Iterable[int], seed: int, kind: str,
         yield {c: row.get(c) for c in TRUTH_COLUMNS}
 
 
-def coprime_step(span: int, step: int = 37) -> int:
-    """A step coprime with ``span`` (so ``k * step % span`` visits every day once)."""
-    while math.gcd(step, span) != 1:
-        step += 1
-    return step
-
-
 # -- LAMOST -------------------------------------------------------------------------------------------
-_PLATES_PER_CYCLE, _FIBRES_PER_PLATE = 16, 4000
-_RELEASES = {"dr1": (1,), "dr2": (2,), "dr3_8": (3, 4, 5, 6, 7, 8), "dr9": (9, 10)}
-_RELEASE_END_MJD = {1: 56460, 2: 56830, 3: 57190, 4: 57550, 5: 57910, 6: 58270, 7: 58640, 8: 59000, 9: 59370, 10: 59740}
-
-
-def plate_of(index: int) -> tuple[int, int, int]:
-    """(plate, spectrograph 1-16, fibre 1-250): consecutive indices go to 16 different plates."""
-    cycle, k = divmod(index, _PLATES_PER_CYCLE * _FIBRES_PER_PLATE)
-    slot = k // _PLATES_PER_CYCLE
-    return cycle * _PLATES_PER_CYCLE + k % _PLATES_PER_CYCLE, slot // 250 + 1, slot % 250 + 1
-
-
-@functools.lru_cache(maxsize=256)
-def plate_params(plate: int, seed: int, cfg: SynthConfig) -> dict[str, Any]:
-    """A LAMOST plate: layout/release of its files, observing date, plan name, exposure."""
-    rng = np.random.default_rng([seed, 1, 0x91A7, plate])
-    names, w = zip(*cfg.lamost_formats)
-    layout = names[int(rng.choice(len(names), p=np.array(w) / sum(w)))]
-    release = int(rng.choice(_RELEASES[layout]))
-    ra_c, dec_c = int(rng.integers(0, 360)), int(rng.integers(-9, 80))
-    prefix = str(rng.choice(["GAC", "VB", "HD", "KP", "EG", "B"]))
-    planid = (f"{prefix}{ra_c:03d}{'N' if dec_c >= 0 else 'S'}{abs(dec_c):02d}V{int(rng.integers(1, 6))}"
-              if prefix in ("GAC", "VB") else f"{prefix}{ra_c:03d}{int(rng.integers(0, 10**6)):06d}"
-              f"{'N' if dec_c >= 0 else 'S'}{abs(dec_c):02d}{int(rng.integers(0, 10**4)):04d}B01"
-              if prefix == "HD" else f"{prefix}{int(rng.integers(55900, 59700)):05d}{int(rng.integers(1, 9)):02d}")
-    lmjd = int(rng.integers(55859, _RELEASE_END_MJD[release]))
-    return {"layout": layout, "release": release, "planid": planid, "lmjd": lmjd, "seed": int(rng.integers(2**62)),
-            "exptime": float(rng.choice([600.0, 1200.0, 1500.0, 1800.0, 2700.0, 4500.0])), "plate": plate}
-
-
-def designation(ra: float, dec: float) -> str:
-    """``LAMOST Jhhmmss.ss+ddmmss.s`` (truncated, not rounded, as the archive writes it)."""
-    t = int(ra / 15.0 * 3600 * 100)
-    d = int(abs(dec) * 3600 * 10)
-    return (f"LAMOST J{t // 360000:02d}{t // 6000 % 60:02d}{t % 6000 // 100:02d}.{t % 100:02d}"
-            f"{'-' if dec < 0 else '+'}{d // 36000:02d}{d // 600 % 60:02d}{d % 600 // 10:02d}.{d % 10}")
-
-
 def _strength(w: np.ndarray, norm: np.ndarray, centre: float) -> float:
     """The signed largest departure from the continuum within +-10 Å of ``centre`` (0 if off the grid)."""
     m = np.abs(w - centre) <= 10.0
@@ -309,13 +291,13 @@ def _lamost(index: int, rng: np.random.Generator, star: dict, star_id: int, cate
     plate, spid, fibre = plate_of(index)
     pp = plate_params(plate, seed, cfg)
     layout = layout or pp["layout"]
-    release = pp["release"] if layout == pp["layout"] else _RELEASES[layout][0]
+    release = pp["release"] if layout == pp["layout"] else RELEASES[layout][0]
     n = 3909 if rng.random() < 0.6 else int(rng.integers(3820, 3909))
     w = ph.lamost_wavelength(n)
     R = cfg.lamost_resolution
     fam = star["fam"]
     if fam == "g":
-        cont, norm = ph.galaxy_spectrum(w, star["z"], star["young"], star["ha_ew"], star["sigma_v"], R, rng)
+        cont, norm = ph.galaxy_spectrum(w, star["z"], star["young"], star["ha_ew"], star["sigma_v"], star["sigma_gas"], R, rng)
         z, snr, lclass, sub, stype = star["z"], rng.lognormal(np.log(8.0), 0.6), "GALAXY", "Non", ""
         emission = np.zeros(n)
     elif fam == "q":
@@ -326,18 +308,19 @@ def _lamost(index: int, rng: np.random.Generator, star: dict, star_id: int, cate
         code = star["code"]
         rv = star["rv"] + float(rng.normal(0, 3))
         z, snr, lclass = rv / ph.C_KMS, rng.lognormal(np.log(38.0), 0.9), "STAR"
-        norm = ph.stellar_absorption(w, code, "vacuum", R, rv, star["vsini"], star["metal"])
+        norm = ph.absorption(w, ph.stellar_lines(code, "vacuum", R, rv, star["vsini"], star["metal"]),
+                             ph.telluric_lines("vacuum", R, float(rng.uniform(0.0, 0.3))))
         norm *= ph.tio_absorption(w, ph.curve("tio", code), 1.6, "vacuum")
-        norm *= ph.telluric(w, "vacuum", R, float(rng.uniform(0.2, 1.0)))
-        p = dict(star["emission"].get(profile, {}))
+        p = emission_params(star, profile)
         if p:
             p["ew"] *= float(np.exp(rng.normal(0, 0.2)))
         emission = ph.emission_lines(w, profile, p, "vacuum", rv, R)
         norm = norm + emission
-        cont = (ph.blackbody(w, ph.curve("teff", code)) * ph.blanketing(w, code) * ph.reddening(w, star["ebv"]))
+        cont = (ph.blackbody(w, ph.curve("tcol", code)) * ph.blanketing(w, code) * ph.reddening(w, star["ebv"]))
         stype = ph.type_name(code, star["lum"] if code < 60 else "")
         sub = (stype if release <= 2 and code < 30 else ("dM" + stype[1] if code >= 60 else stype[:2]))
-    cont = cont * ph.smooth_wiggle(w, rng.normal(0, [0.08, 0.04, 0.03]))
+    # relative flux calibration errors: mostly mild, sometimes large (the real slopes have long tails)
+    cont = cont * ph.smooth_wiggle(w, rng.normal(0, [0.12, 0.05, 0.03]) * (3.0 if rng.random() < 0.1 else 1.0))
     snr = float(np.clip(snr, 1.5, 600.0))
     r = (w > 5600) & (w < 6900)
     level = snr * {1: 60.0, 2: 15.0}.get(release, 8.0 if release < 9 else 18.0) * float(rng.lognormal(0, 0.5))
@@ -346,8 +329,10 @@ def _lamost(index: int, rng: np.random.Generator, star: dict, star_id: int, cate
     sigma = ph.lamost_sigma(w, model, snr, float(rng.uniform(0.05, 0.6)))
     flux = model + rng.standard_normal(n) * sigma
     flux += ph.sky_residuals(w, sigma, "vacuum", R, rng, 2.5)
-    zero, andmask = ph.lamost_habits(rng, w, model, sigma, emission, release, cfg.ivar_zero_on_emission, cfg.ivar_zero_peak)
+    zero, andmask, tail = ph.lamost_habits(rng, w, model, sigma, emission, release, cfg.ivar_zero_on_emission,
+                                           cfg.ivar_zero_peak)
     ivar = np.where(zero, 0.0, 1.0 / sigma**2)
+    flux[tail] = 0.0
     snrs = ph.band_snr(w, model, sigma)
     dead = rng.random() < cfg.dead_fibre_fraction
     if dead:
@@ -388,50 +373,12 @@ def _lamost(index: int, rng: np.random.Generator, star: dict, star_id: int, cate
 
 
 # -- Ondřejov -----------------------------------------------------------------------------------------
-_SPECTRA_PER_NIGHT = 40
-_DETECTORS = {  # name: era (first, last day as datetime64), pixels, dispersion Å/px, IRAF start Å
-    "SITe": ("1998-01-01", "2013-06-30", 1997, 0.25667, (6252.5, 6266.0), (1757, 1758)),
-    "PyLoN": ("2013-07-01", "2019-12-31", 2047, 0.230918, (6261.5, 6262.2), (1953, 1953)),
-}
-
-
-@functools.lru_cache(maxsize=256)
-def night_params(night: int, seed: int, cfg: SynthConfig) -> dict[str, Any]:
-    """An Ondřejov night: detector (by era), date, observers' conditions."""
-    rng = np.random.default_rng([seed, 2, 0x2197, night])
-    det = "PyLoN" if rng.random() < cfg.ondrejov_pylon_fraction else "SITe"
-    first, last = (np.datetime64(d) for d in _DETECTORS[det][:2])
-    span = int((last - first).astype(int)) + 1
-    fold, day = divmod(night, span)
-    date = first + np.timedelta64(day * coprime_step(span) % span, "D")
-    return {"detector": det, "date": str(date), "fold": fold, "seed": int(rng.integers(2**62)),
-            "telluric": float(rng.uniform(0.3, 1.5))}
-
-
-def ondrejov_stem(date: str, seq: int, detector: str) -> str:
-    """``ud090015`` (SITe: year letter from 1991, month letter, day, number) or ``a201402030013``."""
-    y, m, d = (int(x) for x in date.split("-"))
-    if detector == "PyLoN":
-        return f"a{y:04d}{m:02d}{d:02d}{seq:04d}"
-    return f"{chr(ord('a') + y - 1991)}{chr(ord('a') + m - 1)}{d:02d}{seq:04d}"
-
-
-def object_name(star_id: int, uid: int) -> str:
-    """A unique catalogue-like name for one star (``HD 123456``, ``HIP 12345``, ``BD+12 3456``)."""
-    cat = uid % 3
-    if cat == 0:
-        return f"HD {100000 + star_id}"
-    if cat == 1:
-        return f"HIP {200000 + star_id}"
-    return f"BD+{star_id % 90:02d} {star_id // 90 + 10000}"
-
-
 def _ondrejov(index: int, rng: np.random.Generator, star: dict, star_id: int, category: str, profile: str,
               seed: int, cfg: SynthConfig, layout: str | None, compression: str | None) -> Synth:
-    night_no, k = divmod(index, _SPECTRA_PER_NIGHT)
+    night_no, k = divmod(index, SPECTRA_PER_NIGHT)
     night = night_params(night_no, seed, cfg)
     det = night["detector"]
-    _, _, npix, disp, start, table_rows = _DETECTORS[det]
+    _, _, npix, disp, start, table_rows = DETECTORS[det]
     layout = layout or ("iraf" if rng.random() < cfg.ondrejov_iraf_fraction else "table")
     cdelt = round(disp * float(rng.uniform(0.9996, 1.0004)), 14)
     if layout == "iraf":
@@ -441,10 +388,10 @@ def _ondrejov(index: int, rng: np.random.Generator, star: dict, star_id: int, ca
     w = crval + (np.arange(1, n + 1) - 1.0) * cdelt
     R, code = cfg.ondrejov_resolution, star["code"]
     rv = star["rv"] + float(rng.normal(0, 3))
-    norm = ph.stellar_absorption(w, code, "air", R, rv, star["vsini"], star["metal"])
+    norm = ph.absorption(w, ph.stellar_lines(code, "air", R, rv, star["vsini"], star["metal"]),
+                         ph.telluric_lines("air", R, night["telluric"] * float(rng.uniform(0.7, 1.5))))
     norm *= ph.tio_absorption(w, ph.curve("tio", code), 0.3, "air")
-    norm *= ph.telluric(w, "air", R, night["telluric"] * float(rng.uniform(0.7, 1.5)))
-    p = dict(star["emission"].get(profile, {}))
+    p = emission_params(star, profile)
     if p:
         p["ew"] *= float(np.exp(rng.normal(0, 0.2)))
     norm = norm + ph.emission_lines(w, profile, p, "air", rv, R)
@@ -455,14 +402,14 @@ def _ondrejov(index: int, rng: np.random.Generator, star: dict, star_id: int, ca
     model = cont * norm
     sigma = np.sqrt(np.clip(model, 0, None) * gain + ron**2) / gain
     flux = model + rng.standard_normal(n) * sigma
-    if rng.random() < 0.3:  # cosmic-ray hits
-        hits = rng.integers(0, n, int(rng.integers(1, 4)))
-        flux[hits] += level * rng.uniform(0.2, 3.0, hits.size)
+    if rng.random() < 0.15:  # cosmic-ray hits the reduction missed
+        hits = rng.integers(0, n, int(rng.integers(1, 3)))
+        flux[hits] += level * rng.uniform(0.1, 1.0, hits.size)
     if layout == "iraf":
         flux = flux.astype(np.float32)
     else:
         flux = flux / (cont * ph.smooth_wiggle(w, rng.normal(0, [0.004, 0.003, 0.002])))
-    seq = k + 1 + _SPECTRA_PER_NIGHT * night["fold"]
+    seq = k + 1 + SPECTRA_PER_NIGHT * night["fold"]
     stem = ondrejov_stem(night["date"], seq, det)
     obj = object_name(star_id, int(star["uid"]))
     ra, dec = star["ra"], star["dec"]
@@ -483,8 +430,8 @@ def _ondrejov(index: int, rng: np.random.Generator, star: dict, star_id: int, ca
         header["dec_text"] = f"{'-' if dec < 0 else '+'}{dg:02d}:{dm:02d}:{ds:05.2f}"
         ra = (h + m / 60 + s / 3600) * 15.0
         dec = (-1 if dec < 0 else 1) * (dg + dm / 60 + ds / 3600)
-    else:
-        ra, dec = float(np.float64(ra)), float(np.float64(dec))
+    else:  # degrees with ~16 significant digits, as the archive writes them
+        ra, dec = round(ra, 12), round(dec, 12)
     header.update(ra=ra, dec=dec)
     stype = ph.type_name(code, star["lum"] if code < 60 else "V")
     truth = {"format": "ondrejov_iraf" if layout == "iraf" else "ondrejov_table", "data_release": "",

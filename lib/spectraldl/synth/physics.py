@@ -1,7 +1,8 @@
-"""Spectrum physics for the synthetic archives: continua, lines, H-alpha profiles, noise.
+"""Spectrum physics for the synthetic archives: continua, lines, H-alpha profiles, noise, habits.
 
-Pure numpy and fast: a spectrum costs well under a millisecond. Continua are black bodies with
-line blanketing in the blue, interstellar reddening and TiO bands for M dwarfs; lines are
+Pure numpy and fast: one to two milliseconds per LAMOST spectrum. Continua are black bodies at a colour
+temperature, with line blanketing and the Balmer jump in the blue, interstellar reddening and
+TiO/CaH bands for M dwarfs, tuned on the real LAMOST files; lines are
 peak-normalised pseudo-Voigt profiles whose Gaussian part is the intrinsic width added in
 quadrature to the resolution, ``sigma**2 = sigma_int**2 + (lambda / (2.355 R))**2``, scaled from an
 equivalent width (so a line keeps its strength at any resolution) and evaluated only within a few
@@ -42,13 +43,15 @@ def lamost_wavelength(n: int) -> np.ndarray:
 # -- spectral types ---------------------------------------------------------------------------
 # A type is a number: 10 * LETTERS.index(letter) + subclass (A2 = 22, M3 = 63).
 _CURVES = {  # code -> value, linearly interpolated
-    "teff": ((3, 44000), (5, 41000), (9, 31500), (10, 29000), (12, 20600), (15, 15700), (18, 11400),
-             (20, 9700), (22, 8840), (25, 8080), (30, 7220), (35, 6510), (40, 5920), (42, 5770),
-             (45, 5660), (48, 5490), (50, 5280), (53, 4830), (55, 4450), (57, 4050), (60, 3850),
-             (62, 3560), (63, 3430), (65, 3060), (67, 2800), (69, 2500)),
-    "balmer_ew": ((3, 2.5), (10, 3.2), (15, 6.5), (20, 11.0), (22, 12.0), (25, 10.0), (30, 7.0),
-                  (35, 4.5), (40, 3.2), (45, 2.8), (50, 2.3), (55, 1.6), (60, 1.0), (65, 0.6), (69, 0.4)),
-    "balmer_gamma": ((3, 1.2), (15, 3.0), (20, 4.5), (25, 3.8), (30, 2.2), (40, 0.9), (50, 0.6), (60, 0.4)),
+    # colour temperature of LAMOST's relatively flux-calibrated continua: Teff from G on (Pecaut &
+    # Mamajek), hotter for B-F stars, whose real spectra are bluer than a black body at Teff
+    "tcol": ((3, 44000), (9, 31500), (12, 20600), (15, 15700), (18, 13500), (20, 13000), (25, 10500),
+             (30, 8300), (35, 6900), (40, 6000), (42, 5770), (45, 5660), (48, 5490), (50, 5280), (53, 4830),
+             (55, 4450), (57, 4050), (60, 3850), (62, 3560), (63, 3430), (65, 3060), (67, 2800), (69, 2500)),
+    "balmer_ew": ((3, 2.2), (10, 2.8), (15, 5.0), (18, 6.5), (20, 7.8), (22, 8.3), (25, 7.5), (30, 6.5),
+                  (35, 4.8), (40, 3.4), (45, 3.0), (50, 2.2), (55, 1.3), (60, 0.6), (65, 0.4), (69, 0.3)),
+    "balmer_gamma": ((3, 1.2), (15, 3.5), (20, 6.0), (25, 5.0), (30, 3.5), (40, 1.8), (50, 1.0), (60, 0.5)),
+    "balmer_jump": ((5, 0.05), (10, 0.15), (18, 0.3), (22, 0.35), (30, 0.25), (40, 0.05), (45, 0.0)),
     "metal": ((18, 0.0), (20, 0.08), (25, 0.2), (30, 0.35), (35, 0.55), (40, 0.75), (45, 0.9),
               (50, 1.0), (55, 1.1), (60, 1.1), (69, 1.0)),
     "caii": ((15, 0.03), (20, 0.1), (25, 0.35), (30, 0.6), (40, 0.85), (50, 1.0), (69, 1.0)),
@@ -56,8 +59,8 @@ _CURVES = {  # code -> value, linearly interpolated
     "heii": ((3, 1.0), (8, 0.4), (10, 0.0)),
     "si": ((10, 0.1), (15, 0.5), (18, 1.0), (22, 0.8), (30, 0.3), (40, 0.0)),
     "cool": ((50, 0.05), (55, 0.3), (60, 1.0), (69, 1.6)),
-    "tio": ((55, 0.0), (57, 0.1), (60, 0.25), (62, 0.45), (64, 0.7), (66, 0.85), (69, 0.95)),
-    "blanket": ((25, 0.0), (30, 0.08), (40, 0.35), (50, 0.8), (55, 1.1), (60, 1.35), (69, 1.6)),
+    "tio": ((55, 0.0), (57, 0.15), (60, 0.5), (62, 0.75), (63, 0.9), (65, 1.1), (69, 1.4)),
+    "blanket": ((30, 0.0), (40, 0.1), (50, 0.25), (60, 0.35), (69, 0.5)),
 }
 _CURVE_ARRAYS = {k: tuple(np.array(v, dtype=float).T) for k, v in _CURVES.items()}
 
@@ -77,9 +80,9 @@ def type_name(code: float, lum: str = "") -> str:
 # -- line lists (air, Å) --------------------------------------------------------------------
 # (wavelength, equivalent width at strength 1, Lorentz HWHM, group)
 BALMER = np.array([  # wavelength, EW relative to H-alpha, gamma relative to H-alpha's
-    (6562.80, 1.0, 1.0), (4861.33, 1.15, 1.0), (4340.47, 1.15, 0.9), (4101.74, 1.1, 0.85),
-    (3970.07, 1.0, 0.75), (3889.05, 0.85, 0.6), (3835.39, 0.7, 0.5), (3797.90, 0.55, 0.4),
-    (3770.63, 0.45, 0.35), (3750.15, 0.35, 0.3), (3734.37, 0.3, 0.25), (3721.94, 0.25, 0.2),
+    (6562.80, 1.0, 1.0), (4861.33, 1.15, 1.0), (4340.47, 1.15, 1.0), (4101.74, 1.1, 0.95),
+    (3970.07, 1.0, 0.85), (3889.05, 0.85, 0.75), (3835.39, 0.7, 0.65), (3797.90, 0.55, 0.55),
+    (3770.63, 0.45, 0.5), (3750.15, 0.35, 0.45), (3734.37, 0.3, 0.4), (3721.94, 0.25, 0.35),
     (9014.91, 0.2, 0.4), (8862.79, 0.18, 0.35), (8750.47, 0.15, 0.3), (8665.02, 0.12, 0.3), (8598.39, 0.1, 0.3),
 ])
 _METAL_LINES = [
@@ -114,13 +117,13 @@ _FOREST = np.sort(3700.0 * (1 - _FOREST_RNG.random(300) * (1 - 3700.0 / 9100.0))
 _FOREST_EW = 0.03 + 0.25 * _FOREST_RNG.random(300) ** 2
 #: Broad bands (centre, EW at strength 1, sigma): the G band (CH) and MgH.
 BANDS = np.array([(4305.0, 4.5, 5.0), (5110.0, 3.0, 40.0)])
-#: TiO / CaH band heads (air), depth at TiO strength 1, recovery length (Å).
-TIO_HEADS = np.array([(4761, 0.3, 60), (4954, 0.45, 80), (5167, 0.5, 90), (5448, 0.45, 100),
-                      (5847, 0.4, 110), (6159, 0.5, 120), (6382, 0.3, 60), (6651, 0.35, 100),
-                      (6750, 0.25, 70), (7054, 0.6, 150), (7589, 0.45, 120), (8432, 0.3, 100),
-                      (8859, 0.25, 100)], dtype=float)
+#: TiO / CaH bands (air): head, depth at TiO strength 1, decay of the head drop, valley position (Å).
+TIO_HEADS = np.array([(4761, 0.3, 80, 40), (4954, 0.35, 100, 60), (5167, 0.4, 100, 60), (5448, 0.35, 120, 80),
+                      (5847, 0.4, 120, 90), (6159, 0.45, 150, 100), (6382, 0.2, 80, 50), (6651, 0.45, 150, 200),
+                      (6750, 0.15, 100, 60), (7054, 0.55, 150, 100), (7589, 0.15, 150, 100), (8432, 0.1, 150, 100),
+                      (8859, 0.08, 150, 100)], dtype=float)
 #: Telluric absorption near H-alpha and the O2 bands (air): wavelength, EW at airmass 1.
-TELLURIC = np.array([(6277.8 + 2.05 * k, 0.06 - 0.003 * k) for k in range(16)]
+TELLURIC = np.array([(6277.8 + 2.05 * k, 0.03 - 0.0015 * k) for k in range(16)]
                     + [(w, e) for w, e in ((6470.0, 0.012), (6489.3, 0.01), (6516.6, 0.015),
                                            (6532.4, 0.012), (6543.9, 0.02), (6547.7, 0.015),
                                            (6552.6, 0.018), (6557.2, 0.015), (6564.2, 0.02),
@@ -156,7 +159,7 @@ def _stellar_list(medium: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.nda
     out["balmer"] = (conv(BALMER[:, 0]), BALMER[:, 1], BALMER[:, 2])
     out["forest"] = (conv(_FOREST), _FOREST_EW, np.full(_FOREST.size, 0.02))
     out["bands"] = (conv(BANDS[:, 0]), BANDS[:, 1], BANDS[:, 2])
-    out["tio"] = (conv(TIO_HEADS[:, 0]), TIO_HEADS[:, 1], TIO_HEADS[:, 2])
+    out["tio"] = (conv(TIO_HEADS[:, 0]), TIO_HEADS[:, 1], TIO_HEADS[:, 2], TIO_HEADS[:, 3])
     out["telluric"] = (conv(TELLURIC[:, 0]), TELLURIC[:, 1], np.zeros(len(TELLURIC)))
     out["telluric_bands"] = (conv(TELLURIC_BANDS[:, 0]), TELLURIC_BANDS[:, 1], TELLURIC_BANDS[:, 2])
     out["sky"] = (conv(SKY_LINES[:, 0]), SKY_LINES[:, 1], np.zeros(len(SKY_LINES)))
@@ -179,49 +182,60 @@ def voigt_shape(sigma: np.ndarray, gamma: np.ndarray) -> tuple[np.ndarray, np.nd
     return f, 1.36603 * r - 0.47719 * r**2 + 0.11116 * r**3
 
 
-def peak_per_ew(sigma: np.ndarray, gamma: np.ndarray | float = 0.0) -> np.ndarray:
-    """Peak height of a profile of unit equivalent width (1 / area of the peak-normalised shape)."""
-    f, eta = voigt_shape(np.asarray(sigma, float), np.broadcast_to(np.asarray(gamma, float), np.shape(sigma)))
-    return 1.0 / (f * (eta * (np.pi / 2) + (1 - eta) * 1.0644670194312262))
-
-
 def instrumental_sigma(centres: np.ndarray, resolution: float) -> np.ndarray:
     """``lambda / (2.355 R)``: the Gaussian sigma of the instrument's line spread function."""
     return np.asarray(centres, float) / (FWHM_PER_SIGMA * resolution)
 
 
-def line_sum(w: np.ndarray, centres: np.ndarray, amps: np.ndarray, sigma: np.ndarray,
-             gamma: np.ndarray | float = 0.0, n_fwhm: float = 5.0, n_gamma: float = 20.0) -> np.ndarray:
-    """Sum of peak-normalised pseudo-Voigt profiles times ``amps``, evaluated near each line only.
+def line_sum(w: np.ndarray, centres: np.ndarray, strengths: np.ndarray, sigma: np.ndarray,
+             gamma: np.ndarray | float = 0.0, peak: bool = False, n_fwhm: float = 1.6,
+             n_gamma: float = 20.0) -> np.ndarray:
+    """Sum of pseudo-Voigt lines on the grid ``w``, each evaluated near its centre only.
 
-    Each line is computed on the pixels within ``n_fwhm * FWHM + n_gamma * gamma`` of its centre
-    (one vectorised pass over a lines x window matrix, accumulated with ``bincount``); lines
-    whose window misses the grid are skipped.
+    Parameters
+    ----------
+    strengths : array
+        Equivalent widths (Å; the profile's area), or peak heights when ``peak`` is true.
+    sigma, gamma : array or float
+        Total Gaussian sigma (intrinsic and instrumental in quadrature) and Lorentz HWHM (Å).
+
+    A line is computed on the pixels within ``n_fwhm * FWHM + n_gamma * gamma`` of its centre:
+    lines are binned by window size and each bin is one vectorised pass over a lines x window
+    matrix, accumulated with ``bincount``. Lines whose window misses the grid are skipped.
     """
     n = w.size
     out = np.zeros(n)
-    centres = np.asarray(centres, float)
-    amps = np.broadcast_to(np.asarray(amps, float), centres.shape)
-    sigma = np.broadcast_to(np.asarray(sigma, float), centres.shape)
-    gamma = np.broadcast_to(np.asarray(gamma, float), centres.shape)
+    centres = np.atleast_1d(np.asarray(centres, float))
+    shape = centres.shape
+    strengths = np.asarray(strengths, float) * np.ones(shape)
+    sigma = np.asarray(sigma, float) * np.ones(shape)
+    gamma = np.asarray(gamma, float) * np.ones(shape)
     f, eta = voigt_shape(sigma, gamma)
+    amps = strengths if peak else strengths / (f * (eta * (np.pi / 2) + (1 - eta) * 1.0644670194312262))
     reach = n_fwhm * f + n_gamma * gamma
     keep = (centres + reach > w[0]) & (centres - reach < w[-1]) & (amps != 0)
     if not keep.any():
         return out
     centres, amps, f, eta, reach = centres[keep], amps[keep], f[keep], eta[keep], reach[keep]
     idx0 = np.searchsorted(w, centres).clip(1, n - 1)
-    step = w[idx0] - w[idx0 - 1]
-    half = int(np.ceil((reach / step).max())) + 1
-    idx = idx0[:, None] + np.arange(-half, half + 1)[None, :]
-    valid = (idx >= 0) & (idx < n)
-    idx = idx.clip(0, n - 1)
-    dx = w[idx] - centres[:, None]
-    valid &= np.abs(dx) <= reach[:, None]
-    x2 = (dx / f[:, None]) ** 2
-    prof = eta[:, None] / (1 + 4 * x2) + (1 - eta[:, None]) * np.exp(-2.772588722239781 * x2)
-    vals = np.where(valid, amps[:, None] * prof, 0.0)
-    return np.bincount(idx.ravel(), weights=vals.ravel(), minlength=n)
+    half = np.ceil(reach / (w[idx0] - w[idx0 - 1])).astype(int) + 1
+    for lo, hi in ((0, 24), (24, 80), (80, 1 << 30)):
+        sel = (half > lo) & (half <= hi)
+        if not sel.any():
+            continue
+        c, i0, ff, et, re = centres[sel], idx0[sel], f[sel], eta[sel], reach[sel]
+        h = int(half[sel].max())
+        idx = i0[:, None] + np.arange(-h, h + 1)
+        valid = (idx >= 0) & (idx < n)
+        idx = idx.clip(0, n - 1)
+        dx = w[idx] - c[:, None]
+        valid &= np.abs(dx) <= re[:, None]
+        x2 = (dx / ff[:, None]) ** 2
+        et = et[:, None]
+        prof = np.exp(-2.772588722239781 * x2) if not et.any() else et / (1 + 4 * x2) + (1 - et) * np.exp(-2.772588722239781 * x2)
+        vals = np.where(valid, amps[sel][:, None] * prof, 0.0)
+        out += np.bincount(idx.ravel(), weights=vals.ravel(), minlength=n)
+    return out
 
 
 # -- continua -----------------------------------------------------------------------------------
@@ -234,13 +248,16 @@ def blackbody(w: np.ndarray, teff: float) -> np.ndarray:
 
 
 def blanketing(w: np.ndarray, code: float) -> np.ndarray:
-    """Blue flux deficit of cool stars (metal line blanketing and the 4000 Å break)."""
-    b = curve("blanket", code)
-    if b <= 0:
-        return np.ones_like(w)
-    t = np.clip((5300.0 - w) / 1600.0, 0.0, None)
-    brk = 1.0 / (1.0 + np.exp((w - 4000.0) / 25.0))  # the 4000 Å break: an extra step below 4000 Å
-    return np.exp(-b * (t**1.4 + 0.35 * brk))
+    """Blue flux deficit: metal-line blanketing and the 4000 Å break of cool stars, the crowding
+    of the higher Balmer lines towards the Balmer jump of hot ones."""
+    b, j = curve("blanket", code), curve("balmer_jump", code)
+    out = np.ones_like(w)
+    if b > 0:
+        t = np.clip((4400.0 - w) / 900.0, 0.0, None)
+        out *= np.exp(-b * (t**1.4 + 0.35 / (1.0 + np.exp((w - 4000.0) / 25.0))))
+    if j > 0:
+        out *= 1.0 - j / (1.0 + np.exp((w - 3860.0) / 35.0))
+    return out
 
 
 def reddening(w: np.ndarray, ebv: float) -> np.ndarray:
@@ -249,18 +266,21 @@ def reddening(w: np.ndarray, ebv: float) -> np.ndarray:
 
 
 def tio_absorption(w: np.ndarray, strength: float, sigma: float, medium: str) -> np.ndarray:
-    """Multiplicative TiO/CaH bands: a sharp drop at each head, recovering to the red."""
+    """Multiplicative TiO/CaH bands: at each head a sharp drop (40 % of the depth, decaying to the
+    red) and a smooth valley whose bottom lies ``m`` Å redward, as M-dwarf spectra show them."""
     out = np.ones_like(w)
     if strength <= 0:
         return out
-    heads, depth, length = lines(medium, "tio")
-    for h, d, L in zip(heads, depth, length):
-        if h > w[-1] or h + 6 * L < w[0]:
+    heads, depth, length, valley = lines(medium, "tio")
+    for h, d, L, m in zip(heads, depth, length, valley):
+        if h > w[-1] or h + 5 * max(L, m) < w[0]:
             continue
-        sl = slice(max(np.searchsorted(w, h - 6 * sigma) - 1, 0), np.searchsorted(w, h + 6 * L))
+        sl = slice(max(np.searchsorted(w, h - 6 * sigma) - 1, 0), np.searchsorted(w, h + 5 * max(L, m)))
         x = w[sl] - h
+        u = np.clip(x, 0, None) / m
         step = 1.0 / (1.0 + np.exp(-1.702 * x / sigma))
-        out[sl] *= 1.0 - min(0.95, strength * d) * step * np.exp(-np.clip(x, 0, None) / L)
+        shape = 0.4 * np.exp(-np.clip(x, 0, None) / L) + 0.6 * u * u * np.exp(2 * (1 - u))
+        out[sl] *= 1.0 - min(0.9, strength * d) * step * np.minimum(shape, 1.0)
     return out
 
 
@@ -271,61 +291,60 @@ def smooth_wiggle(w: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
 
 
 def lamost_throughput(w: np.ndarray) -> np.ndarray:
-    """Relative LAMOST throughput: low at the blue end, the dichroic dip near 5800 Å, a red fall."""
-    blue = 1.0 / (1.0 + np.exp(-(w - 4050.0) / 160.0)) / (1.0 + np.exp((w - 5800.0) / 40.0))
-    red = 1.0 / (1.0 + np.exp(-(w - 5820.0) / 40.0)) / (1.0 + np.exp((w - 9000.0) / 260.0))
-    return np.maximum(blue + red, 0.02)
+    """Relative LAMOST efficiency (peak 1): a blue arm that dies below 4000 Å, the dichroic near
+    5800 Å, a red arm best around 7800 Å (tuned so band S/N ratios match the real headers)."""
+    blue = 0.35 / (1.0 + np.exp(-(w - 4250.0) / 160.0)) / (1.0 + np.exp((w - 5800.0) / 40.0))
+    red = ((0.5 + 0.5 * np.exp(-(((w - 7900.0) / 1200.0) ** 2))) / (1.0 + np.exp(-(w - 5820.0) / 40.0))
+           / (1.0 + np.exp((w - 9150.0) / 100.0)))
+    return np.maximum(blue + red, 0.005)
 
 
 # -- stellar line absorption --------------------------------------------------------------------
-def stellar_absorption(w: np.ndarray, code: float, medium: str, resolution: float, rv: float,
-                       vsini: float, metal_scale: float = 1.0, balmer_scale: float = 1.0) -> np.ndarray:
-    """The normalised photospheric spectrum (continuum = 1) of a star of type ``code``.
+LineArrays = tuple  # (centres, EW, sigma, gamma), each an array
+
+
+def stellar_lines(code: float, medium: str, resolution: float, rv: float, vsini: float,
+                  metal_scale: float = 1.0, balmer_scale: float = 1.0) -> LineArrays:
+    """The absorption lines of a star of type ``code`` as (centres, EW, sigma, gamma) arrays.
 
     Balmer lines scale with :func:`curve` ``balmer_ew`` and carry Lorentz wings; metal, Ca II,
     He I/II, Si II and cool-star lines scale with their own curves; a fixed forest of weak lines
-    adds texture; TiO bands appear from late K on. Lines are Doppler shifted by ``rv`` (km/s) and
-    rotationally broadened by ``vsini`` (km/s, as a Gaussian).
+    adds texture; the G band and MgH are broad features. Lines are Doppler shifted by ``rv``
+    (km/s) and rotationally broadened by ``vsini`` (km/s, as a Gaussian).
     """
     dop = 1.0 + rv / C_KMS
     rot = 0.6 * vsini / C_KMS
-    tau = np.zeros(w.size)
-    bc, bew, bgam = lines(medium, "balmer")
-    c = bc * dop
-    ew_ha, gam_ha = curve("balmer_ew", code) * balmer_scale, curve("balmer_gamma", code)
-    sig = np.hypot(instrumental_sigma(c, resolution), c * rot + 0.1)
-    gam = bgam * gam_ha
-    tau += line_sum(w, c, bew * ew_ha * peak_per_ew(sig, gam), sig, gam)
-    for group, scale in (("metal", curve("metal", code) * metal_scale), ("caii", curve("caii", code) * metal_scale),
-                         ("hei", curve("hei", code)), ("heii", curve("heii", code)),
-                         ("si", curve("si", code)), ("cool", curve("cool", code)),
-                         ("forest", curve("metal", code) * metal_scale)):
-        if scale <= 0:
-            continue
-        lc, lew, lgam = lines(medium, group)
-        c = lc * dop
-        sig = np.hypot(instrumental_sigma(c, resolution), c * rot + 0.03)
-        tau += line_sum(w, c, lew * scale * peak_per_ew(sig, lgam), sig, lgam, n_fwhm=4.0)
     m = curve("metal", code) * metal_scale
+    bc, bew, bgam = lines(medium, "balmer")
+    parts = [(bc, bew * curve("balmer_ew", code) * balmer_scale, bgam * curve("balmer_gamma", code), 0.1)]
+    for group, scale in (("metal", m), ("caii", curve("caii", code) * metal_scale), ("hei", curve("hei", code)),
+                         ("heii", curve("heii", code)), ("si", curve("si", code)), ("cool", curve("cool", code)),
+                         ("forest", m)):
+        if scale > 0:
+            lc, lew, lgam = lines(medium, group)
+            parts.append((lc, lew * scale, lgam, 0.03))
     if m > 0.2:
         bcen, bew2, bsig = lines(medium, "bands")
-        strength = np.array([m, curve("cool", code)])
-        sig = np.hypot(instrumental_sigma(bcen, resolution), bsig)
-        tau += line_sum(w, bcen * dop, bew2 * strength * peak_per_ew(sig), sig, n_fwhm=3.0)
-    return np.exp(-tau)
+        parts.append((bcen, bew2 * np.array([m, curve("cool", code)]), np.zeros(2), bsig))
+    c = np.concatenate([p[0] for p in parts]) * dop
+    sig_int = np.concatenate([np.broadcast_to(p[3], p[0].shape) for p in parts])
+    sig = np.hypot(instrumental_sigma(c, resolution), np.hypot(c * rot, sig_int))
+    return c, np.concatenate([p[1] for p in parts]), sig, np.concatenate([p[2] for p in parts])
 
 
-def telluric(w: np.ndarray, medium: str, resolution: float, strength: float) -> np.ndarray:
-    """Telluric absorption (O2 and H2O) scaled by ``strength`` (airmass x humidity), multiplicative."""
-    if strength <= 0:
-        return np.ones_like(w)
+def telluric_lines(medium: str, resolution: float, strength: float) -> LineArrays:
+    """Telluric O2 and H2O absorption (lines and broad bands) scaled by ``strength`` (airmass x humidity)."""
     tc, tew, _ = lines(medium, "telluric")
-    sig = instrumental_sigma(tc, resolution)
-    tau = line_sum(w, tc, tew * strength * peak_per_ew(sig), sig, n_fwhm=4.0)
     bc, bew, bsig = lines(medium, "telluric_bands")
-    sig = np.hypot(instrumental_sigma(bc, resolution), bsig)
-    tau += line_sum(w, bc, bew * strength * peak_per_ew(sig), sig, n_fwhm=3.0)
-    return np.exp(-tau)
+    c = np.concatenate([tc, bc])
+    sig = np.hypot(instrumental_sigma(c, resolution), np.concatenate([np.zeros(tc.size), bsig]))
+    return c, np.concatenate([tew, bew]) * strength, sig, np.zeros(c.size)
+
+
+def absorption(w: np.ndarray, *line_sets: LineArrays) -> np.ndarray:
+    """``exp(-sum of the lines)``: the normalised spectrum of absorbers (continuum = 1)."""
+    c, ew, sig, gam = (np.concatenate(x) for x in zip(*line_sets))
+    return np.exp(-line_sum(w, c, ew, sig, gam))
 
 
 def gaussian_lines(w: np.ndarray, centres: np.ndarray, ews: np.ndarray, sigma_int: np.ndarray,
@@ -333,7 +352,7 @@ def gaussian_lines(w: np.ndarray, centres: np.ndarray, ews: np.ndarray, sigma_in
     """Gaussian lines of given equivalent widths (positive = emission), in continuum units."""
     centres = np.asarray(centres, float)
     sig = np.hypot(instrumental_sigma(centres, resolution), sigma_int)
-    return line_sum(w, centres, np.asarray(ews, float) * peak_per_ew(sig), sig, n_fwhm=4.0)
+    return line_sum(w, centres, ews, sig)
 
 
 # -- H-alpha emission ----------------------------------------------------------------------------
@@ -396,30 +415,31 @@ def draw_emission(rng: np.random.Generator, profile: str, code: float, vsini: fl
         p["abs_shift"] = float(rng.uniform(3.0, 7.0))
         p["abs_ew"] = float(rng.uniform(0.8, 4.0))
         p["abs_sig"] = float(rng.uniform(1.0, 2.5))
-    elif profile == "none":
-        p["ew"] = base * float(rng.uniform(0.75, 1.15))
-        p["sig"] = float(rng.uniform(1.0, 3.0))
+    elif profile == "none":  # emission about as wide as the photospheric line fills it in: ambiguous
+        fwhm = 2 * curve("balmer_gamma", code) + FWHM_PER_SIGMA * 0.6 * vsini / C_KMS * HALPHA_AIR
+        p["ew"] = base * float(rng.uniform(0.6, 1.05))
+        p["sig"] = float(rng.uniform(0.6, 1.1) * fwhm / FWHM_PER_SIGMA)
         p["shift"] = float(rng.normal(0, 1.0))
     return p
 
 
 # -- galaxies and quasars ------------------------------------------------------------------------
-def galaxy_spectrum(w: np.ndarray, z: float, young: float, ha_ew: float, sigma_v: float,
+def galaxy_spectrum(w: np.ndarray, z: float, young: float, ha_ew: float, sigma_v: float, sigma_gas: float,
                     resolution: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(continuum, normalised spectrum) of a galaxy at redshift ``z`` (vacuum wavelengths).
 
-    The continuum mixes an old population (a K0 giant-like black body with strong blanketing and
-    the 4000 Å break) with a young one (``young`` = its fraction at 5500 Å); absorption lines are
+    The continuum mixes an old population (a 4600 K black body with M-star blanketing and the
+    4000 Å break) with a young one (10,000 K; ``young`` = its fraction at 5500 Å); absorption lines are
     a K0 star's at velocity dispersion ``sigma_v``; star-forming galaxies (``ha_ew > 0``) get
-    H-alpha, [N II], [S II], H-beta, [O III] and [O II] with random ratios.
+    H-alpha, [N II], [S II], H-beta, [O III] and [O II] with random ratios, gas dispersion ``sigma_gas``.
     """
     rest = w / (1 + z)
-    old = blackbody(rest, 4900.0) * blanketing(rest, 50.0)
-    new = blackbody(rest, 15000.0)
+    old = blackbody(rest, 4600.0) * blanketing(rest, 60.0)
+    new = blackbody(rest, 10000.0)
     norm5500 = lambda a: a / np.interp(5500.0, rest, a) if rest[0] < 5500 < rest[-1] else a / np.median(a)  # noqa: E731
     cont = (1 - young) * norm5500(old) + young * norm5500(new)
-    absn = stellar_absorption(w, 50.0, "vacuum", resolution, z * C_KMS, sigma_v / 0.6, metal_scale=0.8,
-                              balmer_scale=0.6 + young)
+    absn = absorption(w, stellar_lines(50.0, "vacuum", resolution, z * C_KMS, sigma_v / 0.6, metal_scale=0.8,
+                                       balmer_scale=0.6 + young))
     em = np.zeros_like(w)
     if ha_ew > 0:
         rel = GALAXY_LINES[:, 1].copy()
@@ -428,7 +448,7 @@ def galaxy_spectrum(w: np.ndarray, z: float, young: float, ha_ew: float, sigma_v
         c = GALAXY_LINES[:, 0] * (1 + z)
         ratio_cont = np.interp(GALAXY_LINES[:, 0], rest, cont) / np.interp(6564.61, rest, cont, left=1, right=1)
         ews = ha_ew * (1 + z) * rel / np.maximum(ratio_cont, 0.05)
-        em = gaussian_lines(w, c, ews, c * sigma_v / C_KMS, resolution)
+        em = gaussian_lines(w, c, ews, c * sigma_gas / C_KMS, resolution)
     return cont, absn + em
 
 
@@ -448,12 +468,13 @@ BANDS_SNR = {"u": (3700.0, 4000.0), "g": (4000.0, 5500.0), "r": (5600.0, 6900.0)
 def lamost_sigma(w: np.ndarray, model: np.ndarray, snr_r: float, sky: float) -> np.ndarray:
     """Per-pixel noise of a LAMOST spectrum whose median r-band S/N is ``snr_r``.
 
-    Photon noise of the object plus a sky floor (``sky`` in units of the object's r-band
-    level), divided by the throughput: the blue end is noisy, as in the archive.
+    Photon noise of the object and the sky (``sky`` in units of the object's r-band level) in a
+    flux-calibrated spectrum: ``sigma = sqrt((F + S) / T)`` with ``T`` the throughput, so the
+    blue end is noisy, as in the archive.
     """
     r = (w > BANDS_SNR["r"][0]) & (w < BANDS_SNR["r"][1])
     level = np.median(model[r]) if r.any() else np.median(model)
-    shape = np.sqrt(np.clip(model / level, 0.0, None) + sky) / lamost_throughput(w)
+    shape = np.sqrt((np.clip(model / level, 0.0, None) + sky) / lamost_throughput(w))
     snr_shape = np.median(model[r] / shape[r]) if r.any() else np.median(model / shape)
     return shape * (snr_shape / snr_r)
 
@@ -472,30 +493,23 @@ def sky_residuals(w: np.ndarray, sigma: np.ndarray, medium: str, resolution: flo
     """Imperfect sky subtraction: each night-sky line leaves a +- residual of a few sigma."""
     c, strength, _ = lines(medium, "sky")
     amp = rng.normal(0.0, amplitude, c.size) * strength * np.interp(c, w, sigma)
-    return line_sum(w, c, amp, instrumental_sigma(c, resolution), n_fwhm=3.0)
-
-
-def runs_to_mask(n: int, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Boolean mask of the pixel runs ``[start, start + length)``."""
-    m = np.zeros(n, dtype=bool)
-    for s, L in zip(starts, lengths):
-        m[max(int(s), 0):max(int(s + L), 0)] = True
-    return m
+    return line_sum(w, c, amp, instrumental_sigma(c, resolution), peak=True, n_fwhm=3.0)
 
 
 def lamost_habits(rng: np.random.Generator, w: np.ndarray, model: np.ndarray, sigma: np.ndarray,
                   emission: np.ndarray, release: int, p_zero_peak: float, peak_threshold: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where the LAMOST pipeline zeroes ``ivar`` and sets ``andmask`` (dead fibres aside).
 
     - strong emission peaks: ivar 0 where the emission exceeds a quarter of its maximum, with
       probability ``p_zero_peak`` when the peak is above ``peak_threshold`` (BT CMi in DR1);
     - DR1/DR2: the telluric A band (7581-7679 Å) and a blue run where the S/N drops below ~1;
-    - a red tail of 0-100 pixels; a few bad-column runs of 5-10 pixels, some with andmask.
+    - a red tail of 1-100 pixels with flux and ivar 0; a few bad-column runs of 5-10 pixels,
+      some with andmask.
 
     Returns
     -------
-    zero : bool array (ivar set to 0), andmask : int array
+    zero : bool array (ivar set to 0), andmask : int array, tail : bool array (flux set to 0)
     """
     n = w.size
     zero = np.zeros(n, dtype=bool)
@@ -509,16 +523,19 @@ def lamost_habits(rng: np.random.Generator, w: np.ndarray, model: np.ndarray, si
         low = model / sigma < rng.uniform(0.5, 1.5)
         if low[0] and rng.random() < 0.7:
             zero[: int(np.argmin(low))] = True
-    if rng.random() < (0.6 if release <= 2 else 0.25):
-        zero[n - int(rng.integers(1, 100)):] = True
+    tail = np.zeros(n, dtype=bool)
+    if rng.random() < (0.6 if release <= 2 else 0.05):
+        tail[n - int(rng.integers(1, 100)):] = True
+        zero |= tail
     k = rng.poisson(0.8 if release >= 3 else 0.4)
     if k:
-        starts, lengths = rng.integers(0, n - 10, k), rng.integers(5, 11, k)
-        bad = runs_to_mask(n, starts, lengths)
+        bad = np.zeros(n, dtype=bool)
+        for start, length in zip(rng.integers(0, n - 10, k), rng.integers(5, 11, k)):
+            bad[start:start + length] = True
         zero |= bad
         if rng.random() < 0.4:
             andmask[bad] = 1
-    return zero, andmask
+    return zero, andmask, tail
 
 
 def dead_fibre(rng: np.random.Generator, w: np.ndarray) -> np.ndarray:

@@ -1,0 +1,257 @@
+"""The synthetic archive generator: round trips through the readers, realism against the real
+files, determinism under any Spark partitioning, the Ondřejov label file."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import warnings
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from astropy.io import fits
+
+from conftest import REAL, ROOT
+from spectraldl.cli import run
+from spectraldl.io import read_spectrum
+from spectraldl.io.fits import load_bytes
+from spectraldl.synth import SynthConfig, make_spectrum, write_spectrum
+from spectraldl.synth.fitswrite import NO_VALUE, Raw, card
+from spectraldl.synth.formats import encode
+from spectraldl.synth.formats import plate_of, plate_params
+from spectraldl.synth.job import run_synth
+
+CFG = SynthConfig.defaults()
+READER_ID = {"dr1": "lamost_lrs_dr1", "dr2": "lamost_lrs_image", "dr3_8": "lamost_lrs_image",
+             "dr9": "lamost_lrs_coadd", "iraf": "ondrejov_iraf", "table": "ondrejov_table"}
+CASES = ([("lamost", lay, comp) for lay in ("dr1", "dr2", "dr3_8", "dr9") for comp in ("none", "gzip", "gzip_misnamed")]
+         + [("ondrejov", "iraf", "none"), ("ondrejov", "table", "none")])
+
+
+# -- 1. round trip ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind, layout, compression", CASES, ids=lambda c: str(c))
+def test_round_trip_through_the_readers(kind, layout, compression, tmp_path):
+    for index in (0, 5, 17, 90):  # absorption, emission, galaxy/quasar or Be stars depending on kind
+        s = make_spectrum(index, 7, kind, CFG, layout=layout, compression=compression)
+        write_spectrum(str(tmp_path), s)
+        path = tmp_path / s.relpath
+        raw = path.read_bytes()
+        assert (raw[:2] == b"\x1f\x8b") == (compression != "none")
+        assert path.name.endswith(".fits.gz") == (compression == "gzip")
+        r = read_spectrum(path)
+        assert r.format == READER_ID[layout] == s.truth["format"]
+        assert r.flux.dtype == s.flux.dtype and np.array_equal(r.flux, s.flux)
+        assert np.array_equal(r.wavelength, s.wavelength)
+        if kind == "lamost":
+            assert np.array_equal(r.ivar, s.ivar) and np.array_equal(r.andmask, s.andmask)
+            assert r.medium == "vacuum" and 3820 <= len(r) <= 3909
+        else:
+            assert r.ivar is None and r.medium == "air"
+            assert 6240 < r.wavelength[0] < 6290 and 6725 < r.wavelength[-1] < 6780
+        meta = s.expected_meta
+        for key in ("designation", "lamost_class", "snr_r", "object", "z", "obsid"):
+            if key in meta:
+                assert r.meta[key] == meta[key], key
+        assert r.meta["ra"] == pytest.approx(meta["ra"], abs=1e-9) and r.meta["dec"] == pytest.approx(meta["dec"], abs=1e-9)
+        # another FITS library reads the same numbers (IRAF's invalid cards only warn)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path) as hl:
+                data = hl[0].data if layout in ("dr1", "dr2", "dr3_8", "iraf") else hl[1].data
+                flux = data["flux"][0] if layout == "dr9" else data["flux"] if layout == "table" else \
+                    data if layout == "iraf" else data[0]
+                assert np.array_equal(np.asarray(flux, dtype=s.flux.dtype), s.flux)
+
+
+def _keys_and_types(header):
+    return {k: type(header[k]).__name__ for k in header.keys()}
+
+
+@pytest.mark.parametrize("layout, release, real_file", [
+    ("dr1", 1, "lamost/podondra_bt-spectraldl/bt-cmi-lamost.fits"),
+    ("dr2", 2, "lamost/podondra_spectraml/spec-55916-B5591606_sp01-001.fits"),
+    ("dr3_8", 7, "lamost/ChenfaZheng_LAMOST-SBC/spec-58575-HD103621N361936B01_sp03-003.fits"),
+    ("dr9", 10, "lamost/LiangJunC_PyLASP/3703110.fits"),
+])
+def test_headers_drift_like_the_real_release(layout, release, real_file, real_dir):
+    index = next(i for i in range(0, 200000, 3) if plate_params(plate_of(i)[0], 7, CFG)["layout"] == layout
+                 and plate_params(plate_of(i)[0], 7, CFG)["release"] == release)
+    s = make_spectrum(index, 7, "lamost", CFG, layout=layout, compression="none")
+    syn = _keys_and_types(load_bytes(encode(s)).primary)
+    real = _keys_and_types(load_bytes((real_dir / real_file).read_bytes()).primary)
+    assert len(set(syn) & set(real)) / len(set(syn) | set(real)) > 0.85, set(syn) ^ set(real)
+    for key in ("OBSID", "DATA_V", "DESIG", "FIBERID", "X_VALUE", "RA", "DEC", "CLASS", "Z", "COEFF0", "COEFF1",
+                "VACUUM", "SN_G", "SN_R", "SNRG", "SNRR", "TELESCOP", "OBJNAME", "DATE-OBS", "NAXIS1", "NAXIS2"):
+        assert syn.get(key) == real.get(key), key
+    data = encode(s)
+    text = data[:data.index(b"END" + b" " * 77)].decode("ascii")
+    assert "TELESCOP= 'LAMOST  '           / GuoShouJing Telescope" in text
+    assert f"COEFF0  = {'3.56820' if release == 1 else '3.5682':>20} / Central wavelength" in text
+    h = load_bytes(encode(s)).primary
+    assert h["DESIG"] == s.truth["object"] and len(h["DESIG"]) == 26 and h["DESIG"][:8] == "LAMOST J"
+    if release >= 3:
+        assert h["DATA_V"] == f"LAMOST DR{release}"
+
+
+def test_cards_are_formatted_like_the_archives():
+    assert card("RA", 119.26584, "[deg] Right ascension of object", "#.12g") == \
+        "RA      =        119.265840000 / [deg] Right ascension of object".ljust(80)
+    assert card("CLASS", "STAR", "Class of object") == "CLASS   = 'STAR    '           / Class of object".ljust(80)
+    assert card("SIMPLE", True, "Primary Header created by MWRFITS v1.8", tight=True).startswith(
+        "SIMPLE  =                    T /Primary Header")
+    assert card("AZIMUTH", NO_VALUE, "Mean azimuth") == "AZIMUTH =                      / Mean azimuth".ljust(80)
+    assert card("HEIGHT", Raw("0528")) == "HEIGHT  =                 0528".ljust(80)
+    assert card("O", "it's") == "O       = 'it''s   '".ljust(80)
+    long = card("DEC", -0.018605618540635607)                       # repr needs 21 columns
+    assert len(long) == 80 and float(long[10:30]) == pytest.approx(-0.018605618540635607, rel=1e-14)
+    with pytest.raises(ValueError):
+        card("TOOLONGKEY", 1)
+
+
+# -- physics and habits ------------------------------------------------------------------------------
+def test_noise_ivar_snr_and_habits_are_consistent():
+    pulls, checked, zero_peaks, dead = [], 0, 0, 0
+    for i in range(400):
+        s = make_spectrum(i, 3, "lamost", CFG)
+        t, w = s.truth, s.wavelength
+        good = (s.ivar > 0) & (s.andmask == 0) & (s.flux != 0)
+        pulls.append(((s.flux[good] - s.model[good]) * np.sqrt(s.ivar[good]))[::7])
+        if t["dead_fibre"]:
+            dead += 1
+            d = s.andmask != 0
+            assert d.sum() > 100 and (s.ivar[d] == 0).all() and (np.abs(s.flux[d]) < 2.0).sum() > 100
+        elif t["lamost_class"] == "STAR":
+            r = (w > 5600) & (w < 6900)
+            snr_model = np.median((s.model * np.sqrt(s.ivar))[r & (s.ivar > 0)])
+            assert snr_model == pytest.approx(s.expected_meta["snr_r"], rel=0.1)
+            checked += 1
+        core = np.abs(w - 6564.61) < 6
+        if t["halpha_profile"] in ("single", "double", "mdwarf", "pcygni") and (s.ivar[core] == 0).all():
+            zero_peaks += 1
+        if t["class"] in ("emission", "double_peak"):
+            assert t["strength"] > 0.05, t
+        if t["class"] == "absorption":
+            assert t["strength"] < 0, t
+    pull = np.concatenate(pulls)
+    assert np.std(pull[np.abs(pull) < 10]) == pytest.approx(1.0, abs=0.05)
+    assert checked > 250 and zero_peaks > 3 and dead >= 1
+
+
+# -- 2. statistics against the real archive ---------------------------------------------------------
+def _stats(w, flux, ivar, andmask):
+    good = (andmask == 0) & np.isfinite(flux)
+
+    def med(a, b):
+        m = (w > a) & (w < b) & good
+        return np.median(flux[m]) if m.sum() > 5 else np.nan
+
+    side = np.r_[flux[(w > 6500) & (w < 6540) & good], flux[(w > 6590) & (w < 6630) & good]]
+    cont = np.median(side) if side.size else np.nan
+    core = flux[(np.abs(w - 6564.6) < 10) & good] / cont
+    return (med(6700, 6750) / med(4500, 4550), core.min() if core.size else np.nan,
+            core.max() if core.size else np.nan, float(np.mean(ivar == 0)))
+
+
+def test_synthetic_statistics_overlap_the_real_ones(real_dir):
+    real, syn = [], []
+    for p in sorted((real_dir / "lamost").glob("*/*.fits*")):
+        if p.name.startswith("med-"):
+            continue
+        r = read_spectrum(p)
+        if r.meta["lamost_class"] == "STAR" and (r.meta["snr_r"] or -1) > 0:
+            real.append(_stats(r.wavelength, r.flux, r.ivar, r.andmask) + (r.meta["snr_r"],))
+    paths = set()
+    for i in range(300):
+        s = make_spectrum(i, 21, "lamost", CFG)
+        paths.add(s.relpath)
+        if s.truth["lamost_class"] == "STAR" and s.expected_meta["snr_r"] > 0:
+            syn.append(_stats(s.wavelength, s.flux.astype(float), s.ivar, s.andmask) + (s.expected_meta["snr_r"],))
+    real, syn = np.array(real), np.array(syn)
+    assert len(real) > 80 and len(syn) > 250 and len(paths) == 300
+    for j, name in enumerate(("slope 6725/4525", "H-alpha min", "H-alpha max", "ivar==0 fraction", "snr_r")):
+        r, s = real[:, j][np.isfinite(real[:, j])], syn[:, j][np.isfinite(syn[:, j])]
+        assert max(r.min(), s.min()) < min(r.max(), s.max()), name            # ranges overlap
+        r_lo, r_hi = np.percentile(r, [25, 75])
+        s_lo, s_hi = np.percentile(s, [5, 95])
+        covered = max(0.0, min(r_hi, s_hi) - max(r_lo, s_lo)) / max(r_hi - r_lo, 1e-9)
+        assert covered > 0.5 or (r_hi - r_lo < 1e-6 and s_lo <= r_lo <= s_hi), (name, r_lo, r_hi, s_lo, s_hi)
+        assert np.median(s) == pytest.approx(np.median(r), rel=0.5, abs=0.02), name
+
+
+# -- 3. determinism and the Ondřejov classes ----------------------------------------------------------
+def _digest(out):
+    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_spark_output_does_not_depend_on_partitioning(spark, tmp_path):
+    config = {"synth": {**CFG.__dict__, "lamost_formats": dict(CFG.lamost_formats)}}
+    outs = []
+    for parts in (1, 3):
+        config["synth"]["partitions"] = parts
+        out = tmp_path / f"p{parts}"
+        summary = run_synth(spark, str(out), 40, 5, "lamost", config)
+        assert summary["files"] == 40 and summary["partitions"] == parts
+        outs.append(out)
+    a, b = _digest(outs[0]), _digest(outs[1])
+    assert len(a) == 42 and a == b                        # 40 spectra + truth.csv + truth.parquet, byte-identical
+    ta, tb = pq.read_table(outs[0] / "truth.parquet"), pq.read_table(outs[1] / "truth.parquet")
+    assert ta.equals(tb) and ta.num_rows == 40
+    rows = ta.to_pylist()
+    assert [r["index"] for r in rows] == list(range(40)) and len({r["file"] for r in rows}) == 40
+    assert {r["format"] for r in rows} <= set(READER_ID.values())
+    assert all((outs[0] / r["file"]).is_file() for r in rows)
+    assert pd.read_csv(outs[0] / "truth.csv")["file"].tolist() == [r["file"] for r in rows]
+    other = run_synth(spark, str(tmp_path / "seed6"), 40, 6, "lamost", config)
+    assert other["files"] == 40 and _digest(tmp_path / "seed6") != a
+
+
+def test_ondrejov_classes_follow_the_real_label_file():
+    counts = np.array(CFG.ondrejov_class_counts, float)
+    want = dict(zip(("emission", "absorption", "unknown", "double_peak"), counts / counts.sum()))
+    spectra = [make_spectrum(i, 4, "ondrejov", CFG) for i in range(2000)]
+    assert len({s.relpath for s in spectra}) == 2000                   # unique file names
+    rows = [s.truth for s in spectra]
+    got = Counter(r["class"] for r in rows)
+    for name, frac in want.items():
+        assert got[name] / 2000 == pytest.approx(frac, abs=0.02), name
+    per_object = Counter(r["object"] for r in rows)
+    assert np.mean(list(per_object.values())) > 3 and max(per_object.values()) >= 6
+    star_of_object = {}
+    for r in rows:
+        assert star_of_object.setdefault(r["object"], (r["star_id"], r["spectral_type"])) == (r["star_id"], r["spectral_type"])
+        assert r["label"] == {"emission": 0, "absorption": 1, "unknown": 2, "double_peak": 3}[r["class"]]
+    types = Counter(r["spectral_type"][0] for r in rows)
+    assert set(types) >= set("BAFGKM") and types["M"] > 0
+    assert any(r["spectral_type"][0] in "KM" and r["class"] == "emission" for r in rows)
+
+
+# -- 4. labels.csv through the job's entry point --------------------------------------------------------
+def test_synth_job_writes_labels_joining_the_files(spark, tmp_path, caplog, real_dir):
+    spec = importlib.util.spec_from_file_location("synth_job", ROOT / "jobs" / "synth.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    out = tmp_path / "ond"
+    rc = run("synth", job.__doc__, job.add_arguments, job.main,
+             ["--out", str(out), "--n", "60", "--seed", "3", "--kind", "ondrejov"])
+    assert rc == 0 and "synth: wrote 60 ondrejov files" in caplog.records[-1].getMessage()
+    labels = pd.read_csv(out / "labels.csv")
+    real = pd.read_csv(real_dir / "labels" / "ondrejov-dataset.csv", nrows=5)
+    assert list(labels.columns) == list(real.columns) == ["id", "label"]
+    assert labels["label"].dtype == real["label"].dtype and set(labels["label"]) <= {0, 1, 2, 3}
+    prefix = "ivo://asu.cas.cz/stel/ccd700/"
+    assert labels["id"].str.startswith(prefix).all() and real["id"].str.startswith(prefix).all()
+    files = {p.stem: p for p in (out / "ccd700").glob("*.fits")}
+    stems = labels["id"].str.slice(len(prefix))
+    assert len(files) == 60 and set(stems) == set(files)
+    truth = pd.read_csv(out / "truth.csv")
+    joined = labels.assign(stem=stems).merge(truth.assign(stem=truth["file"].str.slice(7, -5)), on="stem")
+    assert len(joined) == 60 and (joined["label_x"] == joined["label_y"]).all()
+    for stem, label in zip(stems[:10], labels["label"][:10]):
+        r = read_spectrum(files[stem])
+        assert r.format in ("ondrejov_iraf", "ondrejov_table")
+        h = load_bytes(files[stem].read_bytes())
+        if r.format == "ondrejov_table":
+            assert h.hdus[1].header["DS_IDPUB"] == prefix + stem
