@@ -135,7 +135,7 @@ def test_adapt_is_blur_then_vacuum_then_preprocess():
     np.testing.assert_allclose(vec, ref, atol=2e-6)
     assert frac == ref_frac == 1.0 and vec.dtype == np.float32 and vec.shape == (140,)
     # a spectrum already in vacuum is not shifted a second time (its pixels are 1.0003 x wider
-    # in Å, so the kernel in px differs by as much: a few 1e-4 in the vector; a shift is 1e-1)
+    # in Å, so the kernel in px differs by as much: 2e-4 in the vector; a second shift: 1.9)
     vac = Spectrum(w * n, spec.flux, None, None, "vacuum", spec.format, spec.meta)
     np.testing.assert_allclose(adapt_ondrejov(vac)[0], vec, atol=1e-3)
 
