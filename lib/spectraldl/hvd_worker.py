@@ -166,7 +166,10 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     out = {"rank": rank, "size": size, "rows_train": n_train, "rows_val": n_val, "device": device,
            "weights_sha256": digest}
     if rank == 0:
-        model.save(spec["model_path"])
+        # an uncompiled copy: the artifact holds weights only (checkpoints hold the training state)
+        plain = build_model(spec["arch"], spec["n_inputs"], n_classes)
+        plain.set_weights(model.get_weights())
+        plain.save(spec["model_path"])
         out.update(history=ckpt.history, best_val_loss=ckpt.best,
                    epochs_run=len(ckpt.history.get("loss", [])))
     return out

@@ -9,6 +9,13 @@ from typing import Any
 _LOGGING_DONE = False
 
 
+def _quiet_third_party(record: logging.LogRecord) -> bool:
+    """Drop INFO chatter that libraries send to the root logger (Horovod's rendezvous server,
+    py4j's reconnects)."""
+    return (record.levelno >= logging.WARNING or record.name != "root"
+            or "site-packages" not in record.pathname)
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Configure the root logger once (timestamps in UTC, one line per record, to stderr)."""
     global _LOGGING_DONE
@@ -21,6 +28,7 @@ def setup_logging(level: str = "INFO") -> None:
     fmt.converter = time.gmtime
     handler.setFormatter(fmt)
     handler._spectraldl = True  # type: ignore[attr-defined]
+    handler.addFilter(_quiet_third_party)
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if not getattr(h, "_spectraldl", False)] + [handler]
     root.setLevel(level)
