@@ -157,7 +157,9 @@ def run_train(spark, warehouse: str, config: dict[str, Any], arch: str | None = 
     x_test, y_test = np.stack(test["flux"].to_numpy()), test["y"].to_numpy().astype(int)
     p_val = model.predict(x_val, batch_size=1024, verbose=0)
     p_test = model.predict(x_test, batch_size=1024, verbose=0)
-    metrics = evaluate(y_val, p_val, y_test, p_test)
+    tcfg = config["train"]
+    metrics = evaluate(y_val, p_val, y_test, p_test, tolerance=tcfg["threshold_tolerance"],
+                       lo=tcfg["threshold_min"], hi=tcfg["threshold_max"])
     metrics.update(epochs_run=rank0["epochs_run"], best_val_loss=rank0["best_val_loss"],
                    fit_seconds=round(fit_seconds, 1), num_proc=opts.num_proc,
                    rows_read_per_rank=[(r["rows_train"], r["rows_val"]) for r in results])

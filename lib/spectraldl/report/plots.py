@@ -60,7 +60,7 @@ def sky_map(cat: pd.DataFrame, path: Path) -> None:
         ra = np.radians(((sel["ra"].to_numpy() + 180) % 360) - 180)
         ax.scatter(-ra, np.radians(sel["dec"].to_numpy()), s=8, color=color, label=f"{c} ({len(sel)})")
     ax.grid(True)
-    ax.set_title("candidates (RA increases to the left)")
+    ax.set_title("candidates (RA increases to the left)", pad=22)
     ax.legend(loc="lower right", fontsize=8)
     fig.savefig(path, dpi=100)
     plt.close(fig)
