@@ -18,15 +18,19 @@ from typing import Any
 
 
 def _pin_device(hvd) -> str:
-    """Use the GPU Spark assigned to this task (CUDA_VISIBLE_DEVICES), else local_rank's; CPU if none."""
+    """Use the GPU Spark assigned to this task (``spark.task.resource.gpu.amount``), else the one
+    of ``local_rank``; the CPU when there is none."""
     import tensorflow as tf
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         return "cpu"
-    if os.environ.get("CUDA_VISIBLE_DEVICES"):  # Spark's GPU assignment (spark.task.resource.gpu.amount)
-        chosen = gpus[0]
-    else:
-        chosen = gpus[hvd.local_rank() % len(gpus)]
+    try:
+        from horovod.spark.task import get_available_devices
+        assigned = get_available_devices()  # Spark's GPU addresses for this task
+    except Exception:
+        assigned = []
+    index = int(assigned[0]) if assigned else hvd.local_rank()
+    chosen = gpus[index % len(gpus)]
     tf.config.set_visible_devices(chosen, "GPU")
     tf.config.experimental.set_memory_growth(chosen, True)
     return chosen.name
