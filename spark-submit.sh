@@ -108,6 +108,7 @@ export_runtime_env() {
   export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$VENV/bin/python}"
   export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
   export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+  export SPECTRALDL_CONF_DIR="${SPECTRALDL_CONF_DIR:-$ROOT/conf}"
   export PATH="$VENV/bin:$PATH"
 }
 

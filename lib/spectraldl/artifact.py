@@ -79,11 +79,39 @@ def load_model(model_dir: str | os.PathLike):
     return model, meta
 
 
+def default_model_dir() -> Path:
+    """The embedded default model as a directory on disk.
+
+    Inside a package zip shipped with ``--py-files`` (cluster mode) the files are not on the file
+    system: they are copied once into ``$XDG_CACHE_HOME/spectraldl/models/default-<hash>``.
+    """
+    if (DEFAULT_MODEL_DIR / META_FILE).is_file():
+        return DEFAULT_MODEL_DIR
+    import hashlib
+    import importlib.resources
+    src = importlib.resources.files("spectraldl") / "models" / "default"
+    meta = src.joinpath(META_FILE).read_bytes()
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "spectraldl" / "models"
+    dst = cache / f"default-{hashlib.sha256(meta).hexdigest()[:12]}"
+    if not (dst / META_FILE).is_file():
+        tmp = cache / f".tmp-{os.getpid()}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        for entry in src.iterdir():
+            if entry.is_file():
+                (tmp / entry.name).write_bytes(entry.read_bytes())
+        try:
+            os.replace(tmp, dst)
+        except OSError:  # another process got there first
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dst
+
+
 def resolve_model(spec: str, warehouse_models: str | None) -> Path:
     """``default`` -> the embedded model; ``latest`` -> the newest finished ``W/models/<version>``;
     anything else -> a directory."""
     if spec == "default":
-        return DEFAULT_MODEL_DIR
+        return default_model_dir()
     if spec == "latest":
         if not warehouse_models or not os.path.isdir(warehouse_models):
             raise ModelError(f"--model latest: no models under {warehouse_models}")

@@ -8,6 +8,7 @@ back to plain strings. The ``[spark]`` section is free-form: Spark settings, pas
 from __future__ import annotations
 
 import copy
+import importlib.resources
 import os
 import tomllib
 from pathlib import Path
@@ -20,23 +21,28 @@ class ConfigError(ValueError):
     """A configuration layer is invalid; the message names the layer and the key."""
 
 
-def conf_dir() -> Path:
+def conf_dir():
     """Where the layered TOML files live: ``$SPECTRALDL_CONF_DIR``, the repository's ``conf/``,
-    or the copy shipped inside the package (cluster mode)."""
+    or the copy shipped inside the package zip (``spectraldl/_conf``, cluster deploy mode).
+
+    Returns a ``pathlib.Path`` or an ``importlib.resources`` Traversable (inside a zip).
+    """
     env = os.environ.get("SPECTRALDL_CONF_DIR")
     if env:
         return Path(env)
     here = Path(__file__).resolve().parent
-    for cand in (here.parent.parent / "conf", here / "_conf"):
-        if (cand / "defaults.toml").is_file():
-            return cand
+    cand = here.parent.parent / "conf"
+    if (cand / "defaults.toml").is_file():
+        return cand
+    packaged = importlib.resources.files("spectraldl") / "_conf"
+    if packaged.joinpath("defaults.toml").is_file():
+        return packaged
     raise ConfigError("cannot find conf/defaults.toml (set SPECTRALDL_CONF_DIR)")
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
+def _load_toml(path) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -102,10 +108,10 @@ def load_config(env: str = "local", config_file: str | os.PathLike | None = None
         ``KEY=VALUE`` items (dotted keys), applied last.
     """
     d = conf_dir()
-    cfg = _load_toml(d / "defaults.toml")
+    cfg = _load_toml(d.joinpath("defaults.toml"))
     cfg.setdefault("spark", {})
     cfg["spark"] = {k: str(v) for k, v in cfg["spark"].items()}
-    env_file = d / f"{env}.toml"
+    env_file = d.joinpath(f"{env}.toml")
     if not env_file.is_file():
         raise ConfigError(f"unknown environment {env!r}: no {env_file}")
     _merge(cfg, _load_toml(env_file), str(env_file))

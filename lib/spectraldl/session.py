@@ -45,11 +45,14 @@ def get_spark(app_name: str, config: dict[str, Any] | None = None, master: str |
     ``local[*]`` when neither is set. ``PYSPARK_PYTHON`` defaults to this interpreter so that
     workers run the same virtual environment.
     """
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    # Start (or join) the JVM first: only then does SparkConf() see what spark-submit was given
+    # (--master, --conf); a conf made before the gateway exists is empty.
+    SparkContext._ensure_initialized()
     launch = SparkConf()
     builder = SparkSession.builder.appName(app_name)
     if not launch.contains("spark.master"):

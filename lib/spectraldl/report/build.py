@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..artifact import DEFAULT_MODEL_DIR, META_FILE, read_meta
+from ..artifact import META_FILE, default_model_dir, read_meta
 from ..evaluate import summary_table
 from ..models import CLASSES
 from ..preprocess import PreprocessSettings
@@ -35,8 +35,9 @@ def model_dir_for(version: str, wh_root: str) -> Path | None:
     p = Path(local_path(wh_root)) / "models" / version
     if (p / META_FILE).is_file():
         return p
-    if (DEFAULT_MODEL_DIR / META_FILE).is_file() and read_meta(DEFAULT_MODEL_DIR)["version"] == version:
-        return DEFAULT_MODEL_DIR
+    default = default_model_dir()
+    if read_meta(default)["version"] == version:
+        return default
     return None
 
 
@@ -145,8 +146,8 @@ def run_report(spark, warehouse: str, config: dict[str, Any], top: int | None = 
         if files:
             runs.append((os.path.basename(files[-1]), Path(files[-1]).read_text()))
 
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-    env = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
+    from jinja2 import Environment, PackageLoader, select_autoescape
+    env = Environment(loader=PackageLoader("spectraldl.report", "templates"),  # works from a zip too
                       autoescape=select_autoescape(["html"]))
     html = env.get_template("index.html").render(
         run_id=run_id, generated=utc_now(), warehouse=wh.root, model_version=version, n_scored=n_scored,
