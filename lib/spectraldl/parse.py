@@ -6,6 +6,7 @@ is what lets the ingest job promise ``seen == skipped + ingested + rejected``.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -24,6 +25,28 @@ PARSED_SCHEMA = (
     "file_format string, flux array<float>, valid_fraction float, preprocess_id string, "
     "reason string, detail string"
 )
+#: Fault-injection hook for tests (tests/test_faults.py), inert unless set: when this environment
+#: variable names an existing file, the first parse task that deletes the file raises
+#: :class:`InjectedFault`; every other task, and the retried attempt, runs normally. It proves that
+#: Spark's task retry (``--master 'local[2,4]'``, ``spark.task.maxFailures``) gives the same tables.
+FAULT_INJECT_ENV = "SPECTRALDL_FAULT_INJECT"
+
+
+class InjectedFault(RuntimeError):
+    """The task failure :data:`FAULT_INJECT_ENV` asked for."""
+
+
+def _maybe_inject_fault() -> None:
+    marker = os.environ.get(FAULT_INJECT_ENV)
+    if not marker:
+        return
+    try:
+        os.remove(marker)  # atomic: exactly one task attempt wins
+    except OSError:
+        return
+    raise InjectedFault(f"{FAULT_INJECT_ENV}: injected failure of this task attempt ({marker})")
+
+
 _META = ("obsid", "designation", "ra", "dec", "lamost_class", "lamost_subclass", "z", "snr_g",
          "snr_r", "data_release", "date_obs")
 
@@ -74,6 +97,7 @@ def parse_batches(batches: Iterator[pd.DataFrame], opts: ParseOptions) -> Iterat
     """``mapInPandas`` body: listing rows in, :data:`PARSED_SCHEMA` rows out."""
     columns = [c.split()[0] for c in PARSED_SCHEMA.split(", ")]
     for pdf in batches:
+        _maybe_inject_fault()
         rows = []
         for path, size, mtime in zip(pdf["source_path"], pdf["file_size"], pdf["file_mtime"]):
             r = parse_file(path, opts)

@@ -117,7 +117,7 @@ def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None
     ww, fw = w[i0:i1], f[i0:i1]
     finite = np.isfinite(fw)
     if not np.any(fw[finite]):  # all zero (or nothing finite): a dead fibre, not a masking question
-        raise SpectrumError("no_signal", name, "flux is zero across the window (dead fibre)")
+        raise SpectrumError("no_signal", name, "no finite non-zero flux across the window (dead fibre)")
     g = finite if good is None else (np.asarray(good[i0:i1], dtype=bool) & finite)
     valid_fraction = float(g.mean()) if g.size else 0.0
     if valid_fraction < s.min_valid_fraction:

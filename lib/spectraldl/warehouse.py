@@ -331,13 +331,18 @@ class Warehouse:
 
 
 def _pid_alive(pid: Any) -> bool:
+    """True if the process exists and is not a zombie (a killed process not yet reaped)."""
     try:
         os.kill(int(pid), 0)
     except (ValueError, TypeError, ProcessLookupError):
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{int(pid)}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def move_dirs(wh: Warehouse, moves: Iterable[tuple[str, str]]) -> None:

@@ -15,6 +15,7 @@ REASONS: dict[str, str] = {
     "too_large": "the file, its decompressed size or a declared data size exceeds the configured limit",
     "bad_header": "a header card cannot be parsed: no END card, non-ASCII bytes, bad mandatory keyword",
     "bad_shape": "the data unit's shape does not match the format (rows, columns, lengths)",
+    "bad_column_type": "a column read as numbers (flux, wavelength, ...) holds text or complex values (TFORM A, C, M)",
     "unsupported_format": "a FITS file of a known kind this job does not take (e.g. Ondřejov in a LAMOST archive, MRS where disabled)",
     "unknown_format": "a valid FITS file that no reader recognises",
     "missing_column": "a table lacks a column the format needs (e.g. COADD without FLUX)",

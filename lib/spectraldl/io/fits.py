@@ -230,7 +230,9 @@ class FitsFile:
         if len(data) == 0:
             raise SpectrumError("empty_file", name, "zero bytes")
         if not data.startswith(b"SIMPLE  ="):
-            raise SpectrumError("not_fits", name, f"starts with {data[:16]!r}, not a SIMPLE card")
+            # no byte preview in the message: it would copy file contents into the rejects table
+            hint = " (looks like HTML/XML)" if data.lstrip()[:1] == b"<" else ""
+            raise SpectrumError("not_fits", name, f"does not start with a SIMPLE card{hint}")
         self.hdus: list[HDU] = []
         offset = 0
         while offset < len(data) and len(self.hdus) < limits.max_hdus:
@@ -276,7 +278,7 @@ class FitsFile:
             x = h.get("XTENSION")
             xtension = x.strip().upper() if isinstance(x, str) else ""
         bitpix = h.get("BITPIX")
-        if bitpix not in _BITPIX_DTYPES:
+        if not isinstance(bitpix, int) or isinstance(bitpix, bool) or bitpix not in _BITPIX_DTYPES:  # 8.0 == 8
             raise SpectrumError("bad_header", name, f"HDU {index}: unsupported BITPIX {bitpix!r}")
         naxis = _int_card(h, "NAXIS", name)
         if naxis > 999:
@@ -321,23 +323,34 @@ class FitsFile:
         arr = np.frombuffer(self.data, dtype=dtype, count=int(np.prod(shape)) if shape else 0,
                             offset=hdu.data_offset).reshape(shape)
         bscale, bzero = h.get("BSCALE", 1), h.get("BZERO", 0)
+        for key, v in (("BSCALE", bscale), ("BZERO", bzero)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise SpectrumError("bad_header", self.name, f"HDU {hdu.index}: {key} = {v!r} is not a number")
         if bscale != 1 or bzero != 0:
             arr = arr * np.float64(bscale) + np.float64(bzero)
         return arr
 
-    def table(self, hdu: HDU, columns: list[str] | None = None) -> dict[str, np.ndarray]:
+    def table(self, hdu: HDU, columns: list[str] | None = None, numeric: bool = False) -> dict[str, np.ndarray]:
         """Columns of a BINTABLE HDU as arrays, keyed by upper-cased TTYPE.
 
         Fixed-size fields are views of shape (NAXIS2,) or (NAXIS2, repeat). Variable-length
         (P/Q) and bit (X) columns are not supported; they are skipped unless asked for by name.
+        With ``numeric``, a column named in ``columns`` that holds text or complex numbers
+        (TFORM ``A``, ``C``, ``M``) is refused with ``bad_column_type``.
         """
         name = self.name
         h = hdu.header
         if hdu.xtension != "BINTABLE":
             raise SpectrumError("bad_shape", name, f"HDU {hdu.index} is {hdu.xtension or 'no extension'}, not BINTABLE")
+        if h.get("NAXIS") != 2:  # the data size was computed from NAXIS: rows must be part of it
+            raise SpectrumError("bad_header", name, f"HDU {hdu.index}: a binary table needs NAXIS = 2, not {h.get('NAXIS')!r}")
         nfields = _int_card(h, "TFIELDS", name)
         rowbytes = _int_card(h, "NAXIS1", name)
         nrows = _int_card(h, "NAXIS2", name)
+        if rowbytes > self.limits.max_bytes:  # with NAXIS2 = 0 the declared data size does not bound it
+            raise SpectrumError("too_large", name, f"HDU {hdu.index}: rows of {rowbytes} bytes (limit {self.limits.max_bytes})")
+        if rowbytes * nrows > hdu.data_size:
+            raise SpectrumError("bad_shape", name, f"HDU {hdu.index}: {nrows} rows of {rowbytes} bytes exceed the data unit")
         wanted = {c.upper() for c in columns} if columns is not None else None
         names, formats, offsets = [], [], []
         offset = 0
@@ -351,14 +364,24 @@ class FitsFile:
             ttype = h.get(f"TTYPE{i}")
             cname = ttype.strip().upper() if isinstance(ttype, str) else f"COL{i}"
             if code == "A":
-                dt, width = np.dtype(f"S{repeat}"), repeat
+                width = repeat
             elif code == "X":
-                dt, width = None, (repeat + 7) // 8
+                width = (repeat + 7) // 8
             elif code in "PQ":
-                dt, width = None, 8 if code == "P" else 16
+                width = 8 if code == "P" else 16
+            else:
+                width = np.dtype(_TFORM_DTYPES[code]).itemsize * repeat
+            if offset + width > rowbytes:  # checked before a dtype is built from a huge repeat count
+                raise SpectrumError("bad_shape", name, f"HDU {hdu.index}: TFORM1-{i} exceed NAXIS1 = {rowbytes} bytes")
+            if numeric and code in "ACM" and wanted is not None and cname in wanted:
+                raise SpectrumError("bad_column_type", name, f"column {cname} has TFORM {tform.strip()}, not real numbers")
+            if code == "A":
+                dt = np.dtype(f"S{repeat}")
+            elif code in "XPQ":
+                dt = None
             else:
                 base = np.dtype(_TFORM_DTYPES[code])
-                dt, width = (np.dtype((base, (repeat,))) if repeat != 1 else base), base.itemsize * repeat
+                dt = np.dtype((base, (repeat,))) if repeat != 1 else base
             if dt is not None and repeat > 0 and (wanted is None or cname in wanted) and cname not in names:
                 names.append(cname)
                 formats.append(dt)

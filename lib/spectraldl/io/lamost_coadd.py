@@ -31,7 +31,7 @@ def _row(cols: dict[str, np.ndarray], key: str) -> np.ndarray | None:
 
 def read(ff: FitsFile) -> Spectrum:
     hdu = ff.find("COADD")
-    cols = ff.table(hdu, ["FLUX", "IVAR", "WAVELENGTH", "ANDMASK"])
+    cols = ff.table(hdu, ["FLUX", "IVAR", "WAVELENGTH", "ANDMASK"], numeric=True)
     if "FLUX" not in cols:
         raise SpectrumError("missing_column", ff.name, "COADD table has no FLUX column")
     nrows = len(cols["FLUX"])

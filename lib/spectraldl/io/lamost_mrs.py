@@ -26,7 +26,7 @@ def read(ff: FitsFile) -> Spectrum:
     hdu = ff.find("COADD_R")
     if hdu is None:
         raise SpectrumError("bad_shape", ff.name, "MRS file without the red arm COADD_R (H-alpha)")
-    cols = ff.table(hdu, ["FLUX", "IVAR", "LOGLAM", "ANDMASK"])
+    cols = ff.table(hdu, ["FLUX", "IVAR", "LOGLAM", "ANDMASK"], numeric=True)
     if "FLUX" not in cols:
         raise SpectrumError("missing_column", ff.name, "COADD_R has no FLUX column")
     if "LOGLAM" not in cols:

@@ -38,8 +38,10 @@ def _spectral_table(ff: FitsFile) -> HDU | None:
         if hdu.xtension != "BINTABLE":
             continue
         h = hdu.header
-        ttypes = {str(h.get(f"TTYPE{i}", "")).strip().lower() for i in range(1, (h.get("TFIELDS") or 0) + 1)
-                  if isinstance(h.get("TFIELDS"), int) and h.get("TFIELDS") < 1000}
+        nfields = h.get("TFIELDS")
+        if not isinstance(nfields, int) or isinstance(nfields, bool) or not 0 < nfields < 1000:
+            continue  # a string, real or absurd TFIELDS: not a table this reader knows
+        ttypes = {str(h.get(f"TTYPE{i}", "")).strip().lower() for i in range(1, nfields + 1)}
         if {"spectral", "flux"} <= ttypes:
             return hdu
     return None
@@ -51,7 +53,10 @@ def identify_table(ff: FitsFile) -> bool:
 
 def read_table(ff: FitsFile) -> Spectrum:
     hdu = _spectral_table(ff)
-    cols = ff.table(hdu, ["SPECTRAL", "FLUX"])
+    cols = ff.table(hdu, ["SPECTRAL", "FLUX"], numeric=True)
+    missing = [c for c in ("SPECTRAL", "FLUX") if c not in cols]  # e.g. a zero-width column
+    if missing:
+        raise SpectrumError("missing_column", ff.name, f"the spectral table has no usable {' or '.join(missing)} column")
     wl, flux = cols["SPECTRAL"], cols["FLUX"]
     if wl.ndim != 1 or flux.ndim != 1:
         raise SpectrumError("bad_shape", ff.name, "spectral/flux are not one value per row")

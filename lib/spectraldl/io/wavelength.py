@@ -22,9 +22,16 @@ def loglinear_wavelength(h: Header, n: int, name: str | None) -> np.ndarray:
     if c0 is None or c1 is None:
         raise SpectrumError("missing_wavelength", name, "no numeric COEFF0/COEFF1")
     try:
-        return _loglinear_grid(c0, c1, n)
+        if n <= _CACHED_MAX_PIXELS:
+            return _loglinear_grid(c0, c1, n)
+        return _loglinear_grid.__wrapped__(c0, c1, n)
     except SpectrumError as exc:
         raise exc.with_name(name) from None
+
+
+#: Grids longer than this are not cached: 256 cached grids of a hostile file's 3-million-pixel
+#: length would keep 6 GB in a worker (a few hundred 64 kB gzip files can declare such lengths).
+_CACHED_MAX_PIXELS = 16384
 
 
 @functools.lru_cache(maxsize=256)
