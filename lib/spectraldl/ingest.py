@@ -103,6 +103,7 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
         n_todo = sum(by_status.get(s, 0) for s in todo_status)
         skipped = seen - n_todo
         gone = known.join(listing, "source_path", "left_anti").count()
+        summary["list_seconds"] = round(time.time() - t0, 3)
         log.info("ingest %s: seen %d (new %d, changed %d, unchanged %d, unchanged rejected %d), gone %d",
                  run_id, seen, by_status.get("new", 0), by_status.get("changed", 0),
                  by_status.get("unchanged", 0), by_status.get("unchanged_rejected", 0), gone)
@@ -129,6 +130,10 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
                     rejected += r["count"]
                     by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + r["count"]
             summary["parse_seconds"] = round(time.time() - t_parse, 3)
+            log.info("ingest %s: parsed %d files in %.1f s (%.0f files/s): ingested %d, rejected %d",
+                     run_id, n_todo, summary["parse_seconds"], n_todo / max(summary["parse_seconds"], 1e-9),
+                     ingested, rejected)
+            t_write = time.time()
             sc.setJobDescription(f"ingest {run_id}: write tables")
             for table, outcome, cols, n in (("spectra", "ok", SPECTRA_COLUMNS, ingested),
                                             ("rejects", "rejected", REJECTS_COLUMNS, rejected)):
@@ -140,6 +145,7 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
                 moves.append((f"{staging}/{table}", wh.path(table, f"run-{run_id}")))
                 new_dirs[table] = [f"run-{run_id}"]
             parsed.unpersist()
+            summary["write_seconds"] = round(time.time() - t_write, 3)
         if seen != skipped + ingested + rejected:
             raise CountMismatch(f"seen {seen} != skipped {skipped} + ingested {ingested} + rejected {rejected}")
         if fail_after == "staged":
