@@ -119,3 +119,27 @@ def test_report_from_scores(spark, setup):
     sc = Warehouse(str(wh)).read_table(spark, "scores").filter("model_version = 'v4'").toPandas()
     sel = (sc.p_emission >= 0.5) | (sc.p_double_peak >= 0.5)                # thresholds of fake_model
     assert s["candidate_spectra_stars"] + s["candidates_extragalactic"] == int(sel.sum())
+
+
+def test_known_emitters_are_candidates_in_the_real_archive(spark, tmp_path):
+    """All real LAMOST files, the embedded model, the report: BT CMi and the other emission-line
+    stars of the cross-matched sample (labels from their Ondřejov spectra) are in the catalogue."""
+    import pandas as pd
+    from spectraldl.report.build import run_report
+    cfg = load_config("local")
+    wh = tmp_path / "wh"
+    run_ingest(spark, str(REAL / "lamost"), str(wh), cfg)
+    s = run_score(spark, str(wh), cfg, "default")
+    assert s["scored"] == 123
+    rep = run_report(spark, str(wh), cfg, top=5)
+    cat = pd.read_csv(os.path.join(os.path.dirname(rep["report"]), "catalogue.csv"))
+    pairs = pd.read_csv(REAL / "labels/cross-matched-pairs.csv")
+    lab = pd.read_csv(REAL / "labels/ondrejov-dataset.csv")
+    lab["stem"] = lab["id"].str.rsplit("/", n=1).str[-1]
+    pairs["stem"] = pairs["ondrejov_file"].str.rsplit("/", n=1).str[-1].str.replace(".fits", "", regex=False)
+    emitters = pairs.merge(lab, on="stem").query("label in (0, 3)")["lamost_file"].tolist()
+    emitters.append("lamost/podondra_bt-spectraldl/bt-cmi-lamost.fits")
+    assert len(emitters) == 5
+    found = set(cat["best_source_path"].str.split("data/real/").str[-1])
+    assert set(emitters) <= found, set(emitters) - found
+    assert len(cat) <= 10          # and not a flood: the absorption stars stay out
