@@ -57,6 +57,21 @@ def _known(spark, wh: Warehouse):
                                         F.lit("rejected").alias("known_outcome"))))
 
 
+def classify(listing, known):
+    """Listing rows with their ``status`` against what the warehouse holds: ``new``, ``changed``
+    (size or mtime differ), ``unchanged`` (ingested before) or ``unchanged_rejected``."""
+    from pyspark.sql import functions as F
+    j = listing.alias("l").join(known.alias("k"), "source_path", "left")
+    same = (F.col("l.file_size").eqNullSafe(F.col("k.file_size"))
+            & F.col("l.file_mtime").eqNullSafe(F.col("k.file_mtime")))
+    status = (F.when(F.col("known_outcome").isNull(), "new")
+              .when(~same, "changed")
+              .when(F.col("known_outcome") == "ok", "unchanged")
+              .otherwise("unchanged_rejected"))
+    return j.select("source_path", F.col("l.file_size").alias("file_size"),
+                    F.col("l.file_mtime").alias("file_mtime"), status.alias("status"))
+
+
 def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_rejects: bool = False,
                break_lock: bool = False, fail_after: str | None = None, take_lock: bool = True) -> dict[str, Any]:
     """Ingest ``src`` into ``warehouse``; returns the run summary (also written to ``W/runs``).
@@ -78,24 +93,13 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
                                "inputs": {"input": src, "warehouse": wh.root, "retry_rejects": retry_rejects},
                                "preprocess_id": opts.settings.fingerprint()}
     sc = spark.sparkContext
-    if take_lock:
-        wh.acquire_lock(run_id, "ingest", break_lock)
-    try:
+    with wh.locked(run_id, "ingest", break_lock, take=take_lock):
         wh.garbage_collect()
         sc.setJobDescription(f"ingest {run_id}: list {src}")
         listing = list_sources(spark, src, tuple(ing["file_suffixes"]))
         listing = listing.dropDuplicates(["source_path"]).persist(StorageLevel.MEMORY_AND_DISK)
         known = _known(spark, wh)
-        j = listing.alias("l").join(known.alias("k"), "source_path", "left")
-        same = (F.col("l.file_size").eqNullSafe(F.col("k.file_size"))
-                & F.col("l.file_mtime").eqNullSafe(F.col("k.file_mtime")))
-        status = (F.when(F.col("known_outcome").isNull(), "new")
-                  .when(~same, "changed")
-                  .when(F.col("known_outcome") == "ok", "unchanged")
-                  .otherwise("unchanged_rejected"))
-        j = j.select("source_path", F.col("l.file_size").alias("file_size"),
-                     F.col("l.file_mtime").alias("file_mtime"), status.alias("status"))
-        j = j.persist(StorageLevel.MEMORY_AND_DISK)
+        j = classify(listing, known).persist(StorageLevel.MEMORY_AND_DISK)
         by_status = {r["status"]: r["count"] for r in j.groupBy("status").count().collect()}
         seen = sum(by_status.values())
         todo_status = ["new", "changed"] + (["unchanged_rejected"] if retry_rejects else [])
@@ -183,10 +187,6 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
         j.unpersist()
         summary["summary_path"] = wh.write_summary(summary)
         return summary
-    finally:
-        sc.setJobDescription(None)
-        if take_lock:
-            wh.release_lock(run_id)
 
 
 def summary_line(s: dict[str, Any]) -> str:

@@ -18,19 +18,15 @@ log = logging.getLogger(__name__)
 
 def plan(spark, src: str, warehouse: str, config: dict[str, Any]) -> dict[str, int]:
     """What an ingest would do now: files found, new, changed, unchanged (a dry run)."""
-    from pyspark.sql import functions as F
-
-    from .ingest import _known
+    from .ingest import _known, classify
     from .sources import list_sources
     wh = Warehouse(warehouse, spark, force_hadoop=config["warehouse"]["filesystem"] == "hadoop")
     listing = list_sources(spark, src, tuple(config["ingest"]["file_suffixes"])).dropDuplicates(["source_path"])
     known = _known(spark, wh)
-    j = listing.alias("l").join(known.alias("k"), "source_path", "left")
-    same = (F.col("l.file_size").eqNullSafe(F.col("k.file_size")) & F.col("l.file_mtime").eqNullSafe(F.col("k.file_mtime")))
-    st = F.when(F.col("known_outcome").isNull(), "new").when(~same, "changed").otherwise("unchanged")
-    counts = {r["s"]: r["count"] for r in j.select(st.alias("s")).groupBy("s").count().collect()}
+    counts = {r["status"]: r["count"] for r in classify(listing, known).groupBy("status").count().collect()}
     return {"found": sum(counts.values()), "new": counts.get("new", 0), "changed": counts.get("changed", 0),
-            "unchanged": counts.get("unchanged", 0), "gone": known.join(listing, "source_path", "left_anti").count()}
+            "unchanged": counts.get("unchanged", 0) + counts.get("unchanged_rejected", 0),
+            "gone": known.join(listing, "source_path", "left_anti").count()}
 
 
 def _stage(name: str):
@@ -57,10 +53,9 @@ def run_pipeline(spark, src: str, warehouse: str, config: dict[str, Any], train:
     run_id = new_run_id()
     wh = Warehouse(warehouse, spark, force_hadoop=config["warehouse"]["filesystem"] == "hadoop")
     pcfg = config["pipeline"]
-    wh.acquire_lock(run_id, "pipeline", break_lock)
     summary: dict[str, Any] = {"job": "pipeline", "run_id": run_id, "started": utc_now(), "status": "running",
                                "inputs": {"input": src, "warehouse": wh.root, "train": train}}
-    try:
+    with wh.locked(run_id, "pipeline", break_lock):
         model = pcfg["model"]
         if train:
             from .train import run_train
@@ -89,8 +84,6 @@ def run_pipeline(spark, src: str, warehouse: str, config: dict[str, Any], train:
                        nothing_new=not changed)
         summary["summary_path"] = wh.write_summary(summary)
         return summary
-    finally:
-        wh.release_lock(run_id)
 
 
 def summary_line(s: dict[str, Any]) -> str:

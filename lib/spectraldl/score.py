@@ -106,9 +106,7 @@ def run_score(spark, warehouse: str, config: dict[str, Any], model: str = "defau
     version = meta["version"]
     sc = spark.sparkContext
     cfg = config["score"]
-    if take_lock:
-        wh.acquire_lock(run_id, "score", cfg.get("break_lock", False))
-    try:
+    with wh.locked(run_id, "score", cfg.get("break_lock", False), take=take_lock):
         spectra = wh.read_table(spark, "spectra")
         _check_preprocess(spectra, meta, model_dir)
         old = wh.read_table(spark, "scores", SCORES_SCHEMA)
@@ -168,10 +166,6 @@ def run_score(spark, warehouse: str, config: dict[str, Any], model: str = "defau
         summary["rate_per_s"] = round(n_todo / summary["seconds"], 1) if n_todo else 0.0
         summary["summary_path"] = wh.write_summary(summary)
         return summary
-    finally:
-        sc.setJobDescription(None)
-        if take_lock:
-            wh.release_lock(run_id)
 
 
 def summary_line(s: dict[str, Any]) -> str:

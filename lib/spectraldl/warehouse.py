@@ -19,6 +19,7 @@ Hadoop FileSystem of the Spark session, so whatever the cluster can read works.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -319,6 +320,20 @@ class Warehouse:
             f"(host {holder.get('host')}, pid {holder.get('pid')}, since {holder.get('since')})"
             + ("; that process is gone: the lock is stale, rerun with --break-lock" if stale
                else "; wait for it to finish, or rerun with --break-lock if it crashed"))
+
+    @contextlib.contextmanager
+    def locked(self, run_id: str, job: str, break_lock: bool = False, take: bool = True):
+        """Hold the lock for a job's body (``take=False``: the caller, e.g. the pipeline, holds
+        it already); on the way out release it and clear the Spark job description."""
+        if take:
+            self.acquire_lock(run_id, job, break_lock)
+        try:
+            yield self
+        finally:
+            if self.spark is not None:
+                self.spark.sparkContext.setJobDescription(None)
+            if take:
+                self.release_lock(run_id)
 
     def release_lock(self, run_id: str) -> None:
         lock = self.path("_state", "lock")
