@@ -119,9 +119,39 @@ def test_kill_and_resume(spark, tmp_path):
     vdir = states[0].parent.parent
     assert not (vdir / "model.json").exists()                      # killed: not finished
     done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=400)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    worker_log = (vdir / "train.log").read_text() if (vdir / "train.log").exists() else ""
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + "\nworkers:\n" + worker_log[-4000:]
     meta = json.loads((vdir / "model.json").read_text())            # the same version completed
     hist = meta["training"]["history"]["loss"]
     assert len(hist) == 8 and json.loads(states[0].read_text())["epoch"] == 8
     # spark-submit merges the Python driver's stderr into stdout: the summary is the last line
     assert "test accuracy" in done.stdout.strip().splitlines()[-1]
+
+
+def test_checkpoint_state_survives_a_kill_mid_write(tmp_path):
+    """A kill during a weights write leaves state.json naming the previous, complete files."""
+    from spectraldl.hvd_worker import _State
+
+    class Model:
+        def __init__(self, payload, die=False):
+            self.payload, self.die = payload, die
+
+        def save_weights(self, path):
+            with open(path, "wb") as fh:
+                fh.write(self.payload[: len(self.payload) // 2] if self.die else self.payload)
+            if self.die:
+                raise KeyboardInterrupt("killed mid-write")
+
+    store = _State(str(tmp_path))
+    store.save_weights(Model(b"epoch-1 weights"), "epoch-0001.weights.h5")
+    store.save({"epoch": 1, "last_weights": "epoch-0001.weights.h5", "best_weights": "epoch-0001.weights.h5"})
+    with pytest.raises(KeyboardInterrupt):
+        store.save_weights(Model(b"epoch-2 weights", die=True), "epoch-0002.weights.h5")
+    state = store.load()
+    assert state["epoch"] == 1
+    assert open(store.weights_path(state["last_weights"]), "rb").read() == b"epoch-1 weights"
+    assert not (tmp_path / "epoch-0002.weights.h5").exists()      # only its temporary was half-written
+    store.save_weights(Model(b"epoch-2 weights"), "epoch-0002.weights.h5")
+    store.save({"epoch": 2, "last_weights": "epoch-0002.weights.h5", "best_weights": "epoch-0001.weights.h5"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0001.weights.h5", "epoch-0002.weights.h5",
+                                                          "state.json"]   # the stale temporary is gone

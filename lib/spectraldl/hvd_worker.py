@@ -55,7 +55,12 @@ def read_shard(urls: list[str], rank: int, size: int, n_classes: int, seed: int)
 
 
 class _State:
-    """Checkpoint bookkeeping of rank 0: ``checkpoints/state.json`` + weights files."""
+    """Checkpoint bookkeeping of rank 0: ``checkpoints/state.json`` plus the weights files it names.
+
+    A kill can land anywhere, so every write is atomic (a temporary file, then ``os.replace``)
+    and each epoch's weights get a new file name: ``state.json`` is replaced last and always
+    names files that are complete.  Files no state names any more are removed afterwards.
+    """
 
     def __init__(self, ckpt_dir: str) -> None:
         self.dir = ckpt_dir
@@ -68,11 +73,28 @@ class _State:
         except FileNotFoundError:
             return None
 
+    def weights_path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def save_weights(self, model, name: str) -> None:
+        tmp = self.weights_path("tmp-" + name)  # same suffix: Keras picks the format from it
+        model.save_weights(tmp)
+        os.replace(tmp, self.weights_path(name))
+
     def save(self, state: dict[str, Any]) -> None:
         tmp = self.path + ".tmp"
         with open(tmp, "w") as fh:
             json.dump(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, self.path)
+        keep = {state.get("last_weights"), state.get("best_weights")}
+        for f in os.listdir(self.dir):
+            if f.endswith(".h5") and f not in keep:
+                try:
+                    os.remove(os.path.join(self.dir, f))
+                except FileNotFoundError:
+                    pass
 
 
 def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +134,7 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     state = state_store.load() if spec["resume"] else None
     initial_epoch, best = 0, None
     if state:
-        model.load_weights(os.path.join(spec["checkpoint_dir"], "last.weights.h5"))
+        model.load_weights(state_store.weights_path(state["last_weights"]))
         initial_epoch = state["epoch"]
         best = state.get("best")
     scaled_lr = spec["learning_rate"] * size
@@ -127,6 +149,7 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
             self.history = dict(state["history"]) if state else {}
             self.best = best
             self.wait = state.get("wait", 0) if state else 0
+            self.best_weights = state.get("best_weights") if state else None
 
         def on_epoch_begin(self, epoch, logs=None):
             self._t0 = time.perf_counter()
@@ -143,10 +166,12 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
             else:
                 self.wait += 1
             if rank == 0:
-                self.model.save_weights(os.path.join(spec["checkpoint_dir"], "last.weights.h5"))
+                last = f"epoch-{epoch + 1:04d}.weights.h5"
+                state_store.save_weights(self.model, last)
                 if improved:
-                    self.model.save_weights(os.path.join(spec["checkpoint_dir"], "best.weights.h5"))
+                    self.best_weights = last
                 state_store.save({"epoch": epoch + 1, "best": self.best, "wait": self.wait,
+                                  "last_weights": last, "best_weights": self.best_weights,
                                   "history": self.history, "spec": {k: v for k, v in spec.items() if k != "resume"}})
             if self.wait >= spec["patience"]:
                 self.model.stop_training = True  # same averaged val_loss on every rank: same decision
@@ -163,9 +188,8 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
         model.fit(train_ds, steps_per_epoch=steps, epochs=spec["epochs"], initial_epoch=initial_epoch,
                   validation_data=val_ds, class_weight=spec["class_weight"], callbacks=callbacks,
                   verbose=2 if rank == 0 else 0)
-    best_path = os.path.join(spec["checkpoint_dir"], "best.weights.h5")
-    if rank == 0 and os.path.exists(best_path):
-        model.load_weights(best_path)  # early stopping keeps the best epoch's weights
+    if rank == 0 and ckpt.best_weights:
+        model.load_weights(state_store.weights_path(ckpt.best_weights))  # early stopping keeps the best epoch
     digest = hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
     out = {"rank": rank, "size": size, "rows_train": n_train, "rows_val": n_val, "device": device,
            "weights_sha256": digest}
