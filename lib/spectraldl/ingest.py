@@ -58,18 +58,26 @@ def _known(spark, wh: Warehouse):
 
 
 def classify(listing, known):
-    """Listing rows with their ``status`` against what the warehouse holds: ``new``, ``changed``
-    (size or mtime differ), ``unchanged`` (ingested before) or ``unchanged_rejected``."""
+    """Every path of the listing or the warehouse with its ``status``: ``new``, ``changed`` (size
+    or mtime differ), ``unchanged`` (ingested before), ``unchanged_rejected`` or ``gone`` (in the
+    warehouse, no longer listed). One full outer join, so one job counts them all."""
     from pyspark.sql import functions as F
-    j = listing.alias("l").join(known.alias("k"), "source_path", "left")
+    listed = listing.select("source_path", "file_size", "file_mtime", F.lit(True).alias("listed"))
+    j = listed.alias("l").join(known.alias("k"), "source_path", "full_outer")
     same = (F.col("l.file_size").eqNullSafe(F.col("k.file_size"))
             & F.col("l.file_mtime").eqNullSafe(F.col("k.file_mtime")))
-    status = (F.when(F.col("known_outcome").isNull(), "new")
+    status = (F.when(F.col("l.listed").isNull(), "gone")
+              .when(F.col("known_outcome").isNull(), "new")
               .when(~same, "changed")
               .when(F.col("known_outcome") == "ok", "unchanged")
               .otherwise("unchanged_rejected"))
     return j.select("source_path", F.col("l.file_size").alias("file_size"),
                     F.col("l.file_mtime").alias("file_mtime"), status.alias("status"))
+
+
+def status_counts(classified) -> dict[str, int]:
+    """``{status: count}`` of :func:`classify`'s output (one Spark job)."""
+    return {r["status"]: r["count"] for r in classified.groupBy("status").count().collect()}
 
 
 def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_rejects: bool = False,
@@ -96,17 +104,16 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
     with wh.locked(run_id, "ingest", break_lock, take=take_lock):
         wh.garbage_collect()
         sc.setJobDescription(f"ingest {run_id}: list {src}")
-        listing = list_sources(spark, src, tuple(ing["file_suffixes"]))
-        listing = listing.dropDuplicates(["source_path"]).persist(StorageLevel.MEMORY_AND_DISK)
-        known = _known(spark, wh)
-        j = classify(listing, known).persist(StorageLevel.MEMORY_AND_DISK)
-        by_status = {r["status"]: r["count"] for r in j.groupBy("status").count().collect()}
+        listing = list_sources(spark, src, tuple(ing["file_suffixes"])).dropDuplicates(["source_path"])
+        j = classify(listing, _known(spark, wh))
+        j = j.persist(StorageLevel.MEMORY_AND_DISK)
+        by_status = status_counts(j)
+        gone = by_status.pop("gone", 0)
         seen = sum(by_status.values())
         todo_status = ["new", "changed"] + (["unchanged_rejected"] if retry_rejects else [])
         todo = j.filter(F.col("status").isin(todo_status))
         n_todo = sum(by_status.get(s, 0) for s in todo_status)
         skipped = seen - n_todo
-        gone = known.join(listing, "source_path", "left_anti").count()
         summary["list_seconds"] = round(time.time() - t0, 3)
         log.info("ingest %s: seen %d (new %d, changed %d, unchanged %d, unchanged rejected %d), gone %d",
                  run_id, seen, by_status.get("new", 0), by_status.get("changed", 0),
@@ -183,7 +190,6 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
             wh.commit(tables, {"job": "ingest", "run_id": run_id})
         wh.fs.delete(staging)
         wh.garbage_collect()
-        listing.unpersist()
         j.unpersist()
         summary["summary_path"] = wh.write_summary(summary)
         return summary

@@ -16,6 +16,7 @@ import pandas as pd
 from .io import FORMAT_SURVEY, Limits, SpectrumError, read_spectrum
 from .preprocess import PreprocessSettings, preprocess
 from .sources import read_source_bytes
+from .worker import prepare_worker
 
 #: Columns of the staging output (spectra and rejects columns together, plus ``outcome``).
 PARSED_SCHEMA = (
@@ -95,6 +96,7 @@ def parse_file(path: str, opts: ParseOptions) -> dict[str, Any]:
 
 def parse_batches(batches: Iterator[pd.DataFrame], opts: ParseOptions) -> Iterator[pd.DataFrame]:
     """``mapInPandas`` body: listing rows in, :data:`PARSED_SCHEMA` rows out."""
+    prepare_worker()
     columns = [c.split()[0] for c in PARSED_SCHEMA.split(", ")]
     for pdf in batches:
         _maybe_inject_fault()

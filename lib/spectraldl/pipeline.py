@@ -18,15 +18,14 @@ log = logging.getLogger(__name__)
 
 def plan(spark, src: str, warehouse: str, config: dict[str, Any]) -> dict[str, int]:
     """What an ingest would do now: files found, new, changed, unchanged (a dry run)."""
-    from .ingest import _known, classify
+    from .ingest import _known, classify, status_counts
     from .sources import list_sources
     wh = Warehouse(warehouse, spark, force_hadoop=config["warehouse"]["filesystem"] == "hadoop")
     listing = list_sources(spark, src, tuple(config["ingest"]["file_suffixes"])).dropDuplicates(["source_path"])
-    known = _known(spark, wh)
-    counts = {r["status"]: r["count"] for r in classify(listing, known).groupBy("status").count().collect()}
+    counts = status_counts(classify(listing, _known(spark, wh)))
+    gone = counts.pop("gone", 0)
     return {"found": sum(counts.values()), "new": counts.get("new", 0), "changed": counts.get("changed", 0),
-            "unchanged": counts.get("unchanged", 0) + counts.get("unchanged_rejected", 0),
-            "gone": known.join(listing, "source_path", "left_anti").count()}
+            "unchanged": counts.get("unchanged", 0) + counts.get("unchanged_rejected", 0), "gone": gone}
 
 
 def _stage(name: str):

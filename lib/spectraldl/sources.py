@@ -23,6 +23,7 @@ from .io.errors import SpectrumError
 from .io.fits import Limits
 from .io.reader import read_bytes_from_path
 from .warehouse import is_local, local_path
+from .worker import prepare_worker
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ def walk_dir(d: str, suffixes: tuple[str, ...]) -> Iterator[str]:
 
 
 def _listing_rows(paths: Iterator[str]) -> Iterator[pd.DataFrame]:
+    """``(source_path, file_size, file_mtime)`` frames of up to 10,000 rows for ``paths``."""
     batch: list[tuple] = []
     for p in paths:
         size, mtime = stat_any(p)
@@ -137,6 +139,17 @@ def _listing_rows(paths: Iterator[str]) -> Iterator[pd.DataFrame]:
         yield pd.DataFrame(batch, columns=["source_path", "file_size", "file_mtime"])
 
 
+def _walk_items(items: Iterator[pd.DataFrame], suffixes: tuple[str, ...]) -> Iterator[pd.DataFrame]:
+    """``mapInPandas`` body: ``(kind, path)`` rows in (``f`` a file, ``d`` a directory to walk),
+    listing rows out. Walking and stat'ing in the same task keeps the listing one Python stage."""
+    prepare_worker()
+    for pdf in items:
+        def paths():
+            for kind, path in zip(pdf["kind"], pdf["path"]):
+                yield from ([path] if kind == "f" else walk_dir(path, suffixes))
+        yield from _listing_rows(paths())
+
+
 def list_sources(spark, src: str, suffixes: tuple[str, ...]):
     """The input files of ``src`` as a DataFrame ``(source_path, file_size, file_mtime)``."""
     suffixes = tuple(s.lower() for s in suffixes)
@@ -146,17 +159,13 @@ def list_sources(spark, src: str, suffixes: tuple[str, ...]):
         if os.path.isdir(p):
             files, dirs = plan_walk(p, suffixes, target_dirs=max(8, 4 * sc.defaultParallelism))
             log.info("listing %s: %d top-level files, %d directories walked by tasks", src, len(files), len(dirs))
-            items = [("f", f) for f in files] + [("d", d) for d in dirs]
-            if not items:
+            items = pd.DataFrame([("f", f) for f in files] + [("d", d) for d in dirs], columns=["kind", "path"])
+            if items.empty:
                 return spark.createDataFrame([], LISTING_SCHEMA)
-            rdd = sc.parallelize(items, max(1, min(len(items), 4 * sc.defaultParallelism)))
-
-            def walk(it):
-                for kind, path in it:
-                    yield from ([path] if kind == "f" else walk_dir(path, suffixes))
-
-            paths = rdd.mapPartitions(walk).map(lambda x: (x,))
-            return _stat_paths(spark.createDataFrame(paths, "source_path string"))
+            # one item per task slot at most; round-robin spreads the directories evenly
+            nparts = max(1, min(len(items), 2 * sc.defaultParallelism))
+            df = spark.createDataFrame(items, "kind string, path string").repartition(nparts)
+            return df.mapInPandas(lambda it: _walk_items(it, suffixes), LISTING_SCHEMA)
         if os.path.isfile(p) and not _looks_like_fits(p):
             return _from_list_file(spark, src)
         if not os.path.lexists(p):
@@ -194,6 +203,7 @@ def _from_list_file(spark, src: str):
 
 def _stat_paths(df):
     def stat_batches(batches):
+        prepare_worker()
         for pdf in batches:
             yield from _listing_rows(iter(pdf["source_path"].tolist()))
 
