@@ -13,6 +13,7 @@ before any array is built, and gzip streams are inflated with a hard output cap.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import zlib
 from dataclasses import dataclass
@@ -128,10 +129,8 @@ def parse_value(raw: str) -> Any:
     if field == "F":
         return False
     if field[0] in _NUMBER_START and "_" not in field:
-        try:
+        if (field[1:] if field[0] in "+-" else field).isdigit():  # isdigit: no exception to catch
             return int(field)
-        except ValueError:
-            pass
         if _FLOAT_RE.match(field):
             return float(field.replace("D", "E").replace("d", "e"))
     return field
@@ -158,21 +157,27 @@ class Header:
         self.ncards = len(text) // CARD
 
     def __contains__(self, key: str) -> bool:
-        return f"{key:<8}= " in self._index
+        return _card_key(key) in self._index
+
+    def _lookup(self, key: str) -> Any:
+        """The value of ``key``, or :data:`_MISSING` (one dict probe when already parsed)."""
+        value = self._cache.get(key, _MISSING)
+        if value is _MISSING:
+            i = self._index.get(_card_key(key))
+            if i is None:
+                return _MISSING
+            value = self._cache[key] = parse_value(self._text[i + 10:i + CARD])
+        return value
 
     def __getitem__(self, key: str) -> Any:
-        try:
-            return self._cache[key]
-        except KeyError:
-            i = self._index[f"{key:<8}= "]
-            value = self._cache[key] = parse_value(self._text[i + 10:i + CARD])
-            return value
+        value = self._lookup(key)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
+        value = self._lookup(key)
+        return default if value is _MISSING else value
 
     def keys(self) -> Iterator[str]:
         """Valued keywords in card order (first occurrence only)."""
@@ -182,9 +187,26 @@ class Header:
     def first(self, *keys: str) -> Any:
         """The value of the first keyword of ``keys`` that is present (keyword drift), else None."""
         for k in keys:
-            if f"{k:<8}= " in self._index:
-                return self[k]
+            value = self._lookup(k)
+            if value is not _MISSING:
+                return value
         return None
+
+
+_MISSING = object()
+_CARD_KEYS: dict[str, str] = {}
+
+
+def _card_key(key: str) -> str:
+    """``"KEY     = "``: the first ten columns of a valued card of ``key`` (memoised: readers ask
+    for the same few dozen keywords in every file)."""
+    try:
+        return _CARD_KEYS[key]
+    except KeyError:
+        ck = f"{key:<8}= "
+        if len(_CARD_KEYS) < 4096:  # keys come from code, but a table's TTYPEn/TFORMn are many
+            _CARD_KEYS[key] = ck
+        return ck
 
 
 @dataclass
@@ -320,7 +342,7 @@ class FitsFile:
         naxis = h["NAXIS"]
         shape = tuple(h[f"NAXIS{k}"] for k in range(naxis, 0, -1))
         dtype = np.dtype(_BITPIX_DTYPES[h["BITPIX"]])
-        arr = np.frombuffer(self.data, dtype=dtype, count=int(np.prod(shape)) if shape else 0,
+        arr = np.frombuffer(self.data, dtype=dtype, count=math.prod(shape) if shape else 0,
                             offset=hdu.data_offset).reshape(shape)
         bscale, bzero = h.get("BSCALE", 1), h.get("BZERO", 0)
         for key, v in (("BSCALE", bscale), ("BZERO", bzero)):

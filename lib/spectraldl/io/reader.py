@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from typing import Union
 
 from .errors import SpectrumError
@@ -23,11 +24,23 @@ def read_bytes_from_path(path: "str | os.PathLike[str]", limits: Limits = DEFAUL
     """
     name = os.fspath(path)
     try:
-        with open(name, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size > limits.max_bytes:
-                raise SpectrumError("too_large", name, f"{size} bytes (limit {limits.max_bytes})")
-            return fh.read(size + 1)  # not max_bytes: that would allocate the whole limit
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))  # unbuffered: one read, one copy
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(name)
+            if st.st_size > limits.max_bytes:
+                raise SpectrumError("too_large", name, f"{st.st_size} bytes (limit {limits.max_bytes})")
+            want = st.st_size + 1  # not max_bytes: that would allocate the whole limit
+            data = os.read(fd, want)
+            if 0 < len(data) < st.st_size:  # a short read (network file systems): read the rest
+                parts = [data]
+                while (got := sum(map(len, parts))) < want and (chunk := os.read(fd, want - got)):
+                    parts.append(chunk)
+                data = b"".join(parts)
+            return data
+        finally:
+            os.close(fd)
     except SpectrumError:
         raise
     except IsADirectoryError:
