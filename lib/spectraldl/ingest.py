@@ -22,7 +22,7 @@ import math
 import time
 from typing import Any
 
-from .parse import PARSED_SCHEMA, ParseOptions, parse_batches
+from .parse import PARSED_SCHEMA, ParseOptions, arrow_schema, parse_batches
 from .sources import list_sources
 from .warehouse import Warehouse, move_dirs, new_run_id, utc_now
 
@@ -130,8 +130,14 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
             nparts = par * max(1, math.ceil(n_todo / (ing["paths_per_task"] * par)))
             sc.setJobDescription(f"ingest {run_id}: parse {n_todo} files in {nparts} tasks")
             t_parse = time.time()
-            parsed = (todo.select("source_path", "file_size", "file_mtime").repartition(nparts)
-                      .mapInPandas(lambda it: parse_batches(it, opts), PARSED_SCHEMA)
+            out_schema = arrow_schema(PARSED_SCHEMA)
+            work = todo.select("source_path", "file_size", "file_mtime")
+            # the join left the paths hash-partitioned, so evenly: merge partitions without a
+            # shuffle when there are enough of them, shuffle only to make more
+            have = j.rdd.getNumPartitions()
+            work = work.coalesce(nparts) if have >= nparts else work.repartition(nparts)
+            parsed = (work
+                      .mapInArrow(lambda it: parse_batches(it, opts, out_schema), PARSED_SCHEMA)
                       .withColumn("ingest_run", F.lit(run_id))
                       .persist(StorageLevel.MEMORY_AND_DISK))  # parsed once, written to two tables
             for r in parsed.groupBy("outcome", "reason").count().collect():
