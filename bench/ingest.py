@@ -9,8 +9,10 @@ run this script times
   wavelength, the same preprocessing function, one core;
 
 and prints spectra/s per core and the ratio, for plain and gzipped files. Then it ingests 10,000
-and 100,000 paths into fresh warehouses while sampling the driver's resident memory (this Python
-process plus its JVM; the Python workers are not the driver) and prints both peaks.
+and 100,000 paths, each in a fresh process with its own Spark session (a JVM's heap only grows,
+so a second measurement in the same JVM would inherit the first one's peak), sampling the
+driver's resident memory (that Python process plus its JVM; the Python workers are not the
+driver), and prints both peaks.
 
     .venv/bin/python bench/ingest.py [--files 50000] [--naive 2000] [--memory 10000,100000]
 """
@@ -20,6 +22,7 @@ import argparse
 import gzip
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -121,10 +124,21 @@ def main() -> None:
     ap.add_argument("--naive", type=int, default=2000, help="files timed for the naive loop (it is linear)")
     ap.add_argument("--memory", default="10000,100000")
     ap.add_argument("--tmp", default=None)
+    ap.add_argument("--memory-child", nargs=2, metavar=("ARCHIVE", "WAREHOUSE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     setup_logging("WARNING")
     cores = os.cpu_count() or 1
     cfg = load_config("local", overrides=["logging.level=\"WARNING\""])
+    if args.memory_child:  # a fresh session (both sizes start equally cold): ingest once, report the peak
+        spark = get_spark("bench-ingest-memory", cfg, master=f"local[{cores}]")
+        arc, wh = args.memory_child
+        with PeakRSS() as peak:
+            t = time.perf_counter()
+            run_ingest(spark, arc, wh, cfg)
+            dt = time.perf_counter() - t
+        spark.stop()
+        print(peak.peak, dt)
+        return
     spark = get_spark("bench-ingest", cfg, master=f"local[{cores}]")
     sources = real_lrs(Path(args.real))
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.tmp))
@@ -157,14 +171,14 @@ def main() -> None:
             shutil.rmtree(arc)
             shutil.rmtree(tmp / f"wh-{label}")
         print("job: whole run (listing, parse, commit) per core; naive: astropy + the same preprocessing, 1 core")
+        spark.stop()  # the memory runs start their own sessions; stop this one's JVM first
         for n in (int(x) for x in args.memory.split(",")):
             arc = tmp / f"archive-mem-{n}"
             make_archive(arc, sources, n)
-            with PeakRSS() as peak:
-                t = time.perf_counter()
-                run_ingest(spark, str(arc), str(tmp / f"wh-mem-{n}"), cfg)
-                dt = time.perf_counter() - t
-            print(f"driver peak RSS (Python + JVM) ingesting {n} paths: {peak.peak / 2**20:.0f} MiB ({dt:.0f} s)")
+            out = subprocess.run([sys.executable, __file__, "--memory-child", str(arc), str(tmp / f"wh-mem-{n}")],
+                                 capture_output=True, text=True, check=True)
+            peak, dt = out.stdout.split()[-2:]
+            print(f"driver peak RSS (Python + JVM) ingesting {n} paths: {int(peak) / 2**20:.0f} MiB ({float(dt):.0f} s)")
             shutil.rmtree(arc)
             shutil.rmtree(tmp / f"wh-mem-{n}")
     finally:

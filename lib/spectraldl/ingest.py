@@ -139,7 +139,7 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
             parsed = (work
                       .mapInArrow(lambda it: parse_batches(it, opts, out_schema), PARSED_SCHEMA)
                       .withColumn("ingest_run", F.lit(run_id))
-                      .persist(StorageLevel.MEMORY_AND_DISK))  # parsed once, written to two tables
+                      .persist(StorageLevel.DISK_ONLY))  # parsed once, written to two tables
             for r in parsed.groupBy("outcome", "reason").count().collect():
                 if r["outcome"] == "ok":
                     ingested += r["count"]
