@@ -23,6 +23,7 @@ import pandas as pd
 from .artifact import MODEL_FILE, ModelError, read_meta, resolve_model
 from .models import CLASSES
 from .warehouse import Warehouse, is_local, local_path, new_run_id, utc_now
+from .worker import prepare_worker
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def make_udf(bc_model, key: str, threads: int):
 
     @pandas_udf("array<float>")
     def probabilities(flux: pd.Series) -> pd.Series:
+        prepare_worker()
         model = _cached_model(key, bc_model.value, threads)
         x = np.stack(flux.to_numpy()).astype(np.float32, copy=False)
         return pd.Series(list(predict_proba(model, x)))

@@ -35,6 +35,7 @@ from .preprocess import PreprocessSettings
 from .sources import list_sources, read_source_bytes
 from .splits import grouped_stratified_split
 from .warehouse import Warehouse, move_dirs, new_run_id, utc_now
+from .worker import prepare_worker
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def parse_labelled(path: str, opts: TrainsetOptions) -> dict[str, Any]:
 
 def parse_batches(batches: Iterator[pd.DataFrame], opts: TrainsetOptions) -> Iterator[pd.DataFrame]:
     """``mapInPandas`` body: ``(source_path, id, label)`` in, :data:`PARSED_SCHEMA` rows out."""
+    prepare_worker()
     columns = [c.split()[0] for c in PARSED_SCHEMA.split(", ")]
     for pdf in batches:
         rows = []

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from ..worker import prepare_worker
 from .generate import LABEL_CODES, TRUTH_COLUMNS, SynthConfig, generate_indices
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def run_synth(spark, out: str, n: int, seed: int, kind: str, config: dict[str, A
     t0 = time.time()
 
     def task(it):
+        prepare_worker()
         return generate_indices(out, it, seed, kind, cfg)
 
     rows = sc.parallelize(range(n), parts).mapPartitions(task).collect()
