@@ -14,7 +14,7 @@ so a second measurement in the same JVM would inherit the first one's peak), sam
 driver's resident memory (that Python process plus its JVM; the Python workers are not the
 driver), and prints both peaks.
 
-    .venv/bin/python bench/ingest.py [--files 50000] [--naive 2000] [--memory 10000,100000]
+    .venv/bin/python bench/ingest.py [--files 50000] [--naive 2000] [--memory 10000,100000] [--memory-repeats 3]
 """
 from __future__ import annotations
 
@@ -123,6 +123,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=50000)
     ap.add_argument("--naive", type=int, default=2000, help="files timed for the naive loop (it is linear)")
     ap.add_argument("--memory", default="10000,100000")
+    ap.add_argument("--memory-repeats", type=int, default=3, help="fresh sessions per size (JVM heap sizing is noisy)")
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--memory-child", nargs=2, metavar=("ARCHIVE", "WAREHOUSE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -172,15 +173,23 @@ def main() -> None:
             shutil.rmtree(tmp / f"wh-{label}")
         print("job: whole run (listing, parse, commit) per core; naive: astropy + the same preprocessing, 1 core")
         spark.stop()  # the memory runs start their own sessions; stop this one's JVM first
-        for n in (int(x) for x in args.memory.split(",")):
-            arc = tmp / f"archive-mem-{n}"
-            make_archive(arc, sources, n)
-            out = subprocess.run([sys.executable, __file__, "--memory-child", str(arc), str(tmp / f"wh-mem-{n}")],
-                                 capture_output=True, text=True, check=True)
-            peak, dt = out.stdout.split()[-2:]
-            print(f"driver peak RSS (Python + JVM) ingesting {n} paths: {int(peak) / 2**20:.0f} MiB ({float(dt):.0f} s)")
-            shutil.rmtree(arc)
-            shutil.rmtree(tmp / f"wh-mem-{n}")
+        sizes = [int(x) for x in args.memory.split(",")]
+        peaks: dict[int, list[float]] = {n: [] for n in sizes}
+        for n in sizes:
+            make_archive(tmp / f"archive-mem-{n}", sources, n)
+        for rep in range(args.memory_repeats):  # sizes interleaved, so drifts hit all of them alike
+            for n in sizes:
+                wh = tmp / f"wh-mem-{n}-{rep}"
+                out = subprocess.run([sys.executable, __file__, "--memory-child", str(tmp / f"archive-mem-{n}"),
+                                      str(wh)], capture_output=True, text=True, check=True)
+                peaks[n].append(int(out.stdout.split()[-2]) / 2**20)
+                shutil.rmtree(wh)
+        for n in sizes:
+            p = sorted(peaks[n])
+            print(f"driver peak RSS (Python + JVM) ingesting {n} paths: median {p[len(p) // 2]:.0f} MiB "
+                  f"(min {p[0]:.0f}, max {p[-1]:.0f}; {len(p)} fresh sessions)")
+        med = [sorted(peaks[n])[len(peaks[n]) // 2] for n in sizes]
+        print(f"largest / smallest median: {med[-1] / med[0]:.2f} (target <= 1.20)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         spark.stop()
