@@ -67,6 +67,27 @@ def test_run_exit_codes(caplog):
     assert e.value.code == 2
 
 
+def test_usage_errors_exit_2_and_bugs_exit_1_with_a_traceback(caplog, tmp_path):
+    from spectraldl.errors import UsageError
+    from spectraldl.labels import read_labels
+
+    def add(p):
+        pass
+
+    def bad_input(ctx):
+        read_labels(None, str(tmp_path / "missing.csv"))    # a library check of user input
+
+    def numpy_bug(ctx):
+        import numpy as np
+        np.zeros(3).reshape(2, 2)                            # a ValueError that is a bug
+
+    assert run("t", "doc", add, bad_input, []) == 2
+    assert "bad arguments" in caplog.records[-1].getMessage() and "missing.csv" in caplog.records[-1].getMessage()
+    assert run("t", "doc", add, numpy_bug, []) == 1
+    assert caplog.records[-1].exc_info is not None          # logged with its traceback
+    assert issubclass(UsageError, ValueError)               # callers catching ValueError still work
+
+
 def test_wrapper_help_and_errors():
     out = subprocess.run([str(ROOT / "spark-submit.sh"), "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "setup" in out.stdout and "jobs:" in out.stdout

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from .errors import UsageError
 from .io.errors import SpectrumError
 from .preprocess import DEFAULT_SETTINGS, PreprocessSettings, preprocess
 
@@ -69,13 +70,13 @@ class AdaptSettings:
 
     def __post_init__(self) -> None:
         if self.sigma_px < 0:
-            raise ValueError("adapt: sigma_px must be >= 0 (0: derive from r_source, r_target)")
+            raise UsageError("adapt: sigma_px must be >= 0 (0: derive from r_source, r_target)")
         if self.blur and self.sigma_px == 0 and not self.r_source > self.r_target > 0:
-            raise ValueError("adapt: deriving the kernel needs r_source > r_target > 0")
+            raise UsageError("adapt: deriving the kernel needs r_source > r_target > 0")
         if self.edge_mode not in EDGE_MODES:
-            raise ValueError(f"adapt: edge_mode must be one of {EDGE_MODES}, got {self.edge_mode!r}")
+            raise UsageError(f"adapt: edge_mode must be one of {EDGE_MODES}, got {self.edge_mode!r}")
         if not self.truncate > 0:
-            raise ValueError("adapt: truncate must be > 0")
+            raise UsageError("adapt: truncate must be > 0")
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "AdaptSettings":

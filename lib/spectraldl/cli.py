@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .config import ConfigError, load_config
+from .errors import UsageError
 from .session import setup_logging
 
 log = logging.getLogger("spectraldl")
@@ -62,7 +63,7 @@ def run(name: str, doc: str | None, add_arguments: Callable[[argparse.ArgumentPa
     setup_logging(config["logging"]["level"])
     try:
         summary = main(JobContext(name, args, config))
-    except (ValueError, ConfigError) as exc:
+    except (UsageError, ConfigError) as exc:  # not any ValueError: a bug must not pass for a typo
         log.error("%s: bad arguments: %s", name, exc)
         return 2
     except JobFailed as exc:

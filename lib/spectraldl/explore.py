@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .errors import UsageError
 from .warehouse import Warehouse, is_local, local_path, new_run_id, utc_now
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ def run_explore(spark, warehouse: str, config: dict[str, Any]) -> dict[str, Any]
             F.lit("trainset").alias("source"), F.col("id").alias("key"), F.col("label_name").alias("cls"),
             "flux", "preprocess_id")))
     if not parts:
-        raise ValueError(f"warehouse {wh.root} has neither a spectra nor a trainset table")
+        raise UsageError(f"warehouse {wh.root} has neither a spectra nor a trainset table")
     try:
         sc.setJobDescription(f"explore {run_id}: count")
         counts = {}

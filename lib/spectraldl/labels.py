@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .errors import UsageError
 from .warehouse import is_local, local_path
 
 #: Label codes of the Ondřejov label file (CONVENTIONS.md) and the class names used everywhere.
@@ -71,17 +72,17 @@ def read_csv_small(spark, path: str, what: str, columns: tuple[str, ...]) -> pd.
     if is_local(path):
         p = local_path(path)
         if not os.path.isfile(p):
-            raise ValueError(f"{what} {path}: no such file")
+            raise UsageError(f"{what} {path}: no such file")
         try:
             df = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{what} {path}: not a CSV file: {exc}") from None
+            raise UsageError(f"{what} {path}: not a CSV file: {exc}") from None
     else:
         df = spark.read.csv(path, header=True).toPandas().fillna("")
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(f"{what} {path}: no column {missing} in the header {list(df.columns)}")
+        raise UsageError(f"{what} {path}: no column {missing} in the header {list(df.columns)}")
     return df[list(columns)].apply(lambda s: s.astype(str).str.strip())
 
 
@@ -91,12 +92,12 @@ def read_labels(spark, path: str) -> pd.DataFrame:
     code = pd.to_numeric(df["label"], errors="coerce")
     bad = (df["id"] == "") | ~code.isin(list(CODE_TO_NAME))
     if bad.any():
-        raise ValueError(f"--labels {path}: {int(bad.sum())} rows without an id or with a label not in "
+        raise UsageError(f"--labels {path}: {int(bad.sum())} rows without an id or with a label not in "
                          f"{sorted(CODE_TO_NAME)}, e.g. {df[bad].head(5).values.tolist()}")
     out = pd.DataFrame({"stem": df["id"].map(label_stem), "id": df["id"], "label": code.astype("int32")})
     n = out.groupby("stem")["label"].nunique()
     if (n > 1).any():
-        raise ValueError(f"--labels {path}: {int((n > 1).sum())} spectra with conflicting labels, "
+        raise UsageError(f"--labels {path}: {int((n > 1).sum())} spectra with conflicting labels, "
                          f"e.g. {n[n > 1].index[:5].tolist()}")
     return out.sort_values(["stem", "id"]).drop_duplicates("stem").reset_index(drop=True)
 
@@ -107,10 +108,10 @@ def read_extra_labels(spark, path: str) -> pd.DataFrame:
     name = df["label"].str.lower()
     bad = (df["source_path"] == "") | ~name.isin(list(NAME_TO_CODE))
     if bad.any():
-        raise ValueError(f"--extra-labels {path}: {int(bad.sum())} rows with no path or a label not in "
+        raise UsageError(f"--extra-labels {path}: {int(bad.sum())} rows with no path or a label not in "
                          f"{list(NAME_TO_CODE)}, e.g. {df[bad].head(5).values.tolist()}")
     out = pd.DataFrame({"source_path": df["source_path"], "label": name.map(NAME_TO_CODE).astype("int32")})
     n = out.groupby("source_path")["label"].nunique()
     if (n > 1).any():
-        raise ValueError(f"--extra-labels {path}: conflicting labels for {n[n > 1].index[:5].tolist()}")
+        raise UsageError(f"--extra-labels {path}: conflicting labels for {n[n > 1].index[:5].tolist()}")
     return out.drop_duplicates("source_path").reset_index(drop=True)

@@ -9,6 +9,8 @@ Outputs are in :data:`CLASSES` order (CONVENTIONS.md): [emission, absorption, do
 """
 from __future__ import annotations
 
+from .errors import UsageError
+
 CLASSES = ("emission", "absorption", "double_peak")
 #: Ondřejov label file codes -> output index.
 CODE_TO_INDEX = {0: 0, 1: 1, 3: 2}
@@ -41,6 +43,6 @@ def build_model(arch: str, n_inputs: int, n_classes: int = len(CLASSES), dropout
             x = layers.Dense(512, activation="relu")(x)
             x = layers.Dropout(dropout)(x)
     else:
-        raise ValueError(f"unknown architecture {arch!r} (choose from {ARCHS})")
+        raise UsageError(f"unknown architecture {arch!r} (choose from {ARCHS})")
     out = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return tf.keras.Model(inp, out, name=f"spectraldl_{arch}")

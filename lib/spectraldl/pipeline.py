@@ -11,6 +11,7 @@ import logging
 import time
 from typing import Any
 
+from .errors import UsageError
 from .warehouse import Warehouse, new_run_id, utc_now
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def run_pipeline(spark, src: str, warehouse: str, config: dict[str, Any], train:
             from .train import run_train
             from .trainset import run_trainset
             if not pcfg["train_input"] or not pcfg["train_labels"]:
-                raise ValueError("--train needs pipeline.train_input and pipeline.train_labels in the config")
+                raise UsageError("--train needs pipeline.train_input and pipeline.train_labels in the config")
             ts = _stage("trainset")(run_trainset)(spark, pcfg["train_input"], pcfg["train_labels"], wh.root, config)
             tr = _stage("train")(run_train)(spark, wh.root, config)
             summary.update(trainset=ts.get("summary_path"), model_version=tr["version"])

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UsageError
 from .io.errors import SpectrumError
 
 
@@ -42,15 +43,15 @@ class PreprocessSettings:
 
     def __post_init__(self) -> None:
         if not self.window_start < self.core_start < self.core_stop < self.window_stop:
-            raise ValueError("preprocess: need window_start < core_start < core_stop < window_stop")
+            raise UsageError("preprocess: need window_start < core_start < core_stop < window_stop")
         if self.n_points < 2:
-            raise ValueError("preprocess: n_points must be >= 2")
+            raise UsageError("preprocess: n_points must be >= 2")
         if not 0 < self.min_valid_fraction <= 1:
-            raise ValueError("preprocess: min_valid_fraction must be in (0, 1]")
+            raise UsageError("preprocess: min_valid_fraction must be in (0, 1]")
         if self.continuum not in ("linear", "none"):
-            raise ValueError(f"preprocess: unknown continuum {self.continuum!r}")
+            raise UsageError(f"preprocess: unknown continuum {self.continuum!r}")
         if self.normalisation not in ("zscore", "minmax"):
-            raise ValueError(f"preprocess: unknown normalisation {self.normalisation!r}")
+            raise UsageError(f"preprocess: unknown normalisation {self.normalisation!r}")
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "PreprocessSettings":

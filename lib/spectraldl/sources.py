@@ -19,6 +19,7 @@ from typing import Iterator
 
 import pandas as pd
 
+from .errors import UsageError
 from .io.errors import SpectrumError
 from .io.fits import Limits
 from .io.reader import read_bytes_from_path
@@ -169,7 +170,7 @@ def list_sources(spark, src: str, suffixes: tuple[str, ...]):
         if os.path.isfile(p) and not _looks_like_fits(p):
             return _from_list_file(spark, src)
         if not os.path.lexists(p):
-            raise ValueError(f"--input {src}: no such file or directory")
+            raise UsageError(f"--input {src}: no such file or directory")
         return _stat_paths(spark.createDataFrame([(src,)], "source_path string"))
     if not any(c in GLOB_CHARS for c in src) and src.lower().endswith((".txt", ".lst", ".list", ".csv")):
         return _from_list_file(spark, src)

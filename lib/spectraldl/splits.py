@@ -17,6 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .errors import UsageError
+
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -43,7 +45,7 @@ def grouped_stratified_split(groups: Sequence[str], labels: Sequence, fractions:
     """
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.ndim != 1 or len(fr) != len(names) or np.any(fr < 0) or not np.isclose(fr.sum(), 1.0):
-        raise ValueError(f"split fractions must be {len(names)} non-negative numbers summing to 1, got {list(fractions)}")
+        raise UsageError(f"split fractions must be {len(names)} non-negative numbers summing to 1, got {list(fractions)}")
     g = np.asarray(groups, dtype=object)
     y = np.asarray(labels, dtype=object)
     if g.shape != y.shape:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .artifact import META_FILE, MODEL_FILE, ModelError, software_versions, git_commit, write_meta
+from .errors import UsageError
 from .evaluate import evaluate, plot_all, summary_table
 from .models import ARCHS, CLASSES, CODE_TO_INDEX
 from .preprocess import PreprocessSettings
@@ -54,9 +55,9 @@ class TrainOptions:
         kw.update({k: v for k, v in cli.items() if v is not None})
         opts = cls(**kw)
         if opts.arch not in ARCHS:
-            raise ValueError(f"--arch {opts.arch}: choose from {ARCHS}")
+            raise UsageError(f"--arch {opts.arch}: choose from {ARCHS}")
         if opts.num_proc < 1 or opts.epochs < 1:
-            raise ValueError("--num-proc and --epochs must be >= 1")
+            raise UsageError("--num-proc and --epochs must be >= 1")
         return opts
 
 

@@ -26,6 +26,7 @@ from ..warehouse import Warehouse, is_local, local_path, new_run_id, utc_now
 from . import plots
 from .catalogue import (ACKNOWLEDGEMENT, group_by_star, is_star, labelling_export, select_candidates,
                         write_votable)
+from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def run_report(spark, warehouse: str, config: dict[str, Any], top: int | None = 
     run_id = new_run_id()
     wh = Warehouse(warehouse, spark)
     if not is_local(wh.root):
-        raise ValueError("the report is written to a local or mounted warehouse path")
+        raise UsageError("the report is written to a local or mounted warehouse path")
     out = Path(local_path(wh.root)) / "reports" / run_id
     out.mkdir(parents=True)
     scores = wh.read_table(spark, "scores")

@@ -24,6 +24,7 @@ import numpy as np
 from . import physics as ph
 from .formats import (DETECTORS, RELEASES, SPECTRA_PER_NIGHT, designation, encode, night_params, object_name,
                       ondrejov_stem, plate_of, plate_params)
+from ..errors import UsageError
 
 KIND_CODES = {"lamost": 1, "ondrejov": 2}
 LABEL_CODES = {"emission": 0, "absorption": 1, "unknown": 2, "double_peak": 3}
@@ -65,10 +66,10 @@ class SynthConfig:
         s["lamost_formats"] = tuple((k, float(s["lamost_formats"][k])) for k in ("dr1", "dr2", "dr3_8", "dr9"))
         known = set(cls.__dataclass_fields__)
         if set(s) != known:
-            raise ValueError(f"[synth] settings differ from the declared ones: {sorted(set(s) ^ known)}")
+            raise UsageError(f"[synth] settings differ from the declared ones: {sorted(set(s) ^ known)}")
         cfg = cls(**s)
         if cfg.block_size < 1 or sum(cfg.ondrejov_class_counts) <= 0 or sum(w for _, w in cfg.lamost_formats) <= 0:
-            raise ValueError("[synth] block_size must be >= 1 and the class counts / format weights positive")
+            raise UsageError("[synth] block_size must be >= 1 and the class counts / format weights positive")
         return cfg
 
     @classmethod
@@ -111,7 +112,7 @@ def categories(kind: str, cfg: SynthConfig) -> tuple[tuple[str, ...], np.ndarray
         weights = np.array(cfg.ondrejov_class_counts, dtype=float)
         names = ONDREJOV_CATEGORIES
     if (weights < 0).any():
-        raise ValueError("[synth] fractions give a negative class weight")
+        raise UsageError("[synth] fractions give a negative class weight")
     return names, np.cumsum(weights) / weights.sum()
 
 
@@ -236,7 +237,7 @@ def make_spectrum(index: int, seed: int, kind: str, cfg: SynthConfig, layout: st
     format); everything else stays as it would be.
     """
     if kind not in KIND_CODES:
-        raise ValueError(f"kind must be one of {sorted(KIND_CODES)}, got {kind!r}")
+        raise UsageError(f"kind must be one of {sorted(KIND_CODES)}, got {kind!r}")
     block, slot = divmod(index, cfg.block_size)
     k, category, cats = block_layout(block, seed, kind, cfg)[slot]
     star = star_params(seed, kind, block, k, cats)

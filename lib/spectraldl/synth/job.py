@@ -16,6 +16,7 @@ from typing import Any
 
 from ..worker import prepare_worker
 from .generate import LABEL_CODES, TRUTH_COLUMNS, SynthConfig, generate_indices
+from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def local_dir(out: str) -> str:
     elif out.startswith("file:"):
         out = out[len("file:"):]
     elif "://" in out:
-        raise ValueError(f"--out must be a local or shared directory path, not {out!r}")
+        raise UsageError(f"--out must be a local or shared directory path, not {out!r}")
     return os.path.abspath(out)
 
 
@@ -81,9 +82,9 @@ def run_synth(spark, out: str, n: int, seed: int, kind: str, config: dict[str, A
         ``seconds``, ``files_per_second``, ``out``, ``kind``, ``seed``.
     """
     if n < 1:
-        raise ValueError(f"--n must be >= 1, got {n}")
+        raise UsageError(f"--n must be >= 1, got {n}")
     if kind not in ("lamost", "ondrejov"):
-        raise ValueError(f"--kind must be lamost or ondrejov, got {kind!r}")
+        raise UsageError(f"--kind must be lamost or ondrejov, got {kind!r}")
     cfg = SynthConfig.from_config(config)
     out = local_dir(out)
     os.makedirs(out, exist_ok=True)
