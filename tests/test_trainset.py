@@ -45,7 +45,10 @@ def test_file_stem_and_group_key():
     assert file_stem("/a/b/ud090015.fits") == "ud090015"
     assert file_stem("hdfs://nn/x/UD090015.FITS.GZ") == "ud090015"
     assert file_stem("x/a2014.fit") == "a2014"
-    assert group_key("  hd   31894 ", 1.0, 2.0, "s") == "HD 31894"
+    assert group_key("  hd   31894 ", 1.0, 2.0, "s") == "HD31894"
+    assert {group_key(n, None, None, "s") for n in ("HD31894", "HD 31894", "hd 31894")} == {"HD31894"}
+    assert group_key("V* BT CMi", 1.0, 2.0, "s") == group_key("BT CMi", 3.0, 4.0, "t") == "BTCMI"
+    assert group_key("* alf Lyr", 1.0, 2.0, "s") == "ALFLYR" and group_key("V*X", 1, 2, "s") == "V*X"
     assert group_key(None, 75.392499, 43.435722, "s") == "RADEC 75.39 +43.44"
     assert group_key("  ", 75.39, -3.0, "s") == "RADEC 75.39 -3.00"
     assert group_key(None, None, None, "ud090015") == "FILE ud090015"
@@ -127,7 +130,7 @@ def test_counts_reconcile_and_splits_group_stars(real_run):
     assert (table["split"] == "train").sum() == sum(s["by_split"]["train"].values()) >= 14
     assert s["groups"] == table["group"].nunique() == 23  # 23 different stars
     for f, row in table.iterrows():
-        assert row["group"] == " ".join(row["object"].upper().split())
+        assert row["group"] == group_key(row["object"], None, None, "") == "".join(row["object"].upper().split())
 
 
 def test_vectors_equal_adapt_ondrejov(real_run):
@@ -203,7 +206,7 @@ def test_extra_labels_add_lamost_rows(spark, warehouse, real_run, tmp_path):
         row = t.loc[p]
         assert row["label_name"] == name and row["label"] == {"emission": 0, "absorption": 1, "double_peak": 3}[name]
         assert np.array_equal(row["flux"], lam.loc[p, "flux"]) and pd.isna(row["adapt_id"])
-        assert row["group"] == lam.loc[p, "designation"].upper() and row["object"] == lam.loc[p, "designation"]
+        assert row["group"] == lam.loc[p, "designation"].upper().replace(" ", "") and row["object"] == lam.loc[p, "designation"]
     assert t.groupby("group")["split"].nunique().max() == 1
     bad = tmp_path / "bad-extra.csv"
     bad.write_text(f"source_path,label\n{paths[0]},emision\n")

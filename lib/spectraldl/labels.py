@@ -9,6 +9,7 @@ rather than half-used.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -43,14 +44,19 @@ def label_stem(label_id: str) -> str:
     return str(label_id).strip().rstrip("/").rsplit("/", 1)[-1].lower()
 
 
+_SIMBAD_PREFIX = re.compile(r"^\s*(V\*|\*\*|\*)\s+")
+
+
 def group_key(obj: Any, ra: Any, dec: Any, stem: str, decimals: int = 2) -> str:
     """The star a spectrum belongs to, so that no star is in two splits.
 
-    The OBJECT name uppercased with runs of spaces collapsed (``"hd  31894 "`` -> ``"HD 31894"``);
-    without a name, the coordinates rounded to ``decimals`` degrees; else the file stem (a group
-    of its own).
+    The OBJECT name uppercased, without SIMBAD's type prefix (``V*``, ``*``, ``**``) and without
+    any whitespace, so that the spellings observers use for one star agree (``"hd  31894 "``,
+    ``"HD31894"`` and ``"HD 31894"`` -> ``"HD31894"``; ``"V* BT CMi"`` -> ``"BTCMI"``); without a
+    name, the coordinates rounded to ``decimals`` degrees; else the file stem (a group of its own).
     """
-    name = " ".join(str(obj).upper().split()) if obj is not None else ""
+    name = _SIMBAD_PREFIX.sub("", str(obj).upper()) if obj is not None else ""
+    name = "".join(name.split())
     if name:
         return name
     try:
