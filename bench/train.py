@@ -36,9 +36,11 @@ def main() -> None:
     ap.add_argument("--arch", default="cnn")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--warehouse", default=None, help="use this warehouse's trainset instead of a toy one")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. train.compression=\"fp16\"")
     args = ap.parse_args()
     setup_logging("WARNING")
-    cfg = load_config("local", overrides=["train.threads=1", "train.patience=1000", f"train.batch_size={args.batch_size}"])
+    cfg = load_config("local", overrides=["train.threads=1", "train.patience=1000", f"train.batch_size={args.batch_size}"]
+                      + args.set)
     spark = get_spark("bench-train", cfg, master="local[2]")
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     try:
