@@ -48,6 +48,7 @@ class TrainOptions:
     threads: int = 0
     seed: int = 0
     files_per_worker: int = 4
+    cycle_time_ms: float = 10.0
 
     @classmethod
     def from_config(cls, section: dict[str, Any], **cli: Any) -> "TrainOptions":
@@ -141,8 +142,13 @@ def run_train(spark, warehouse: str, config: dict[str, Any], arch: str | None = 
     t_fit = time.time()
     with open(vdir / "train.log", "a") as worker_log:  # the workers' Keras output, per rank
         log.info("worker output: %s", vdir / "train.log")
+        # Horovod's background thread negotiates every cycle (1 ms by default): on busy CPUs that
+        # polling competes with training; 10 ms took the 2-worker speed-up from 1.38x to 1.5x here.
+        # An explicit HOROVOD_CYCLE_TIME in the environment wins.
+        env = {"HOROVOD_CYCLE_TIME": str(opts.cycle_time_ms), **os.environ}
         results = sorted(horovod.spark.run(train_worker, args=(spec,), num_proc=opts.num_proc, use_gloo=True,
-                                           verbose=1, start_timeout=600, stdout=worker_log, stderr=worker_log),
+                                           verbose=1, start_timeout=600, stdout=worker_log, stderr=worker_log,
+                                           env=env),
                          key=lambda r: r["rank"])
     hist = results[0]["history"]
     for e, (l, vl) in enumerate(zip(hist.get("loss", []), hist.get("val_loss", [])), 1):
