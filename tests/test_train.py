@@ -155,3 +155,15 @@ def test_checkpoint_state_survives_a_kill_mid_write(tmp_path):
     store.save({"epoch": 2, "last_weights": "epoch-0002.weights.h5", "best_weights": "epoch-0001.weights.h5"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0001.weights.h5", "epoch-0002.weights.h5",
                                                           "state.json"]   # the stale temporary is gone
+
+
+def test_checkpoint_of_the_fixed_name_layout_still_resumes(tmp_path):
+    """A state.json written before per-epoch weight files names no files: the old names are used."""
+    from spectraldl.hvd_worker import _State
+    (tmp_path / "last.weights.h5").write_bytes(b"last")
+    (tmp_path / "best.weights.h5").write_bytes(b"best")
+    (tmp_path / "state.json").write_text(json.dumps({"epoch": 3, "best": 0.1, "wait": 0, "history": {}}))
+    state = _State(str(tmp_path)).load()
+    assert (state["epoch"], state["last_weights"], state["best_weights"]) == (3, "last.weights.h5", "best.weights.h5")
+    (tmp_path / "best.weights.h5").unlink()
+    assert _State(str(tmp_path)).load().get("best_weights") is None

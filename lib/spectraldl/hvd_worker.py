@@ -69,9 +69,14 @@ class _State:
     def load(self) -> dict[str, Any] | None:
         try:
             with open(self.path) as fh:
-                return json.load(fh)
+                state = json.load(fh)
         except FileNotFoundError:
             return None
+        # checkpoints of spectraldl before per-epoch files kept fixed names
+        state.setdefault("last_weights", "last.weights.h5")
+        if "best_weights" not in state and os.path.exists(self.weights_path("best.weights.h5")):
+            state["best_weights"] = "best.weights.h5"
+        return state
 
     def weights_path(self, name: str) -> str:
         return os.path.join(self.dir, name)
