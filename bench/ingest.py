@@ -12,7 +12,7 @@ and prints spectra/s per core and the ratio, for plain and gzipped files. Then i
 and 100,000 paths, each in a fresh process with its own Spark session (a JVM's heap only grows,
 so a second measurement in the same JVM would inherit the first one's peak), sampling the
 driver's resident memory (that Python process plus its JVM; the Python workers are not the
-driver), and prints both peaks.
+driver), and prints the median peak per size over ``--memory-repeats`` sessions.
 
     .venv/bin/python bench/ingest.py [--files 50000] [--naive 2000] [--memory 10000,100000] [--memory-repeats 3]
 """
@@ -22,6 +22,7 @@ import argparse
 import gzip
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -184,12 +185,11 @@ def main() -> None:
                                       str(wh)], capture_output=True, text=True, check=True)
                 peaks[n].append(int(out.stdout.split()[-2]) / 2**20)
                 shutil.rmtree(wh)
+        median = {n: statistics.median(peaks[n]) for n in sizes}
         for n in sizes:
-            p = sorted(peaks[n])
-            print(f"driver peak RSS (Python + JVM) ingesting {n} paths: median {p[len(p) // 2]:.0f} MiB "
-                  f"(min {p[0]:.0f}, max {p[-1]:.0f}; {len(p)} fresh sessions)")
-        med = [sorted(peaks[n])[len(peaks[n]) // 2] for n in sizes]
-        print(f"largest / smallest median: {med[-1] / med[0]:.2f} (target <= 1.20)")
+            print(f"driver peak RSS (Python + JVM) ingesting {n} paths: median {median[n]:.0f} MiB "
+                  f"(min {min(peaks[n]):.0f}, max {max(peaks[n]):.0f}; {len(peaks[n])} fresh sessions)")
+        print(f"largest / smallest median: {median[sizes[-1]] / median[sizes[0]]:.2f} (target <= 1.20)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         spark.stop()

@@ -131,12 +131,7 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
             sc.setJobDescription(f"ingest {run_id}: parse {n_todo} files in {nparts} tasks")
             t_parse = time.time()
             out_schema = arrow_schema(PARSED_SCHEMA)
-            work = todo.select("source_path", "file_size", "file_mtime")
-            # the join left the paths hash-partitioned, so evenly: merge partitions without a
-            # shuffle when there are enough of them, shuffle only to make more
-            have = j.rdd.getNumPartitions()
-            work = work.coalesce(nparts) if have >= nparts else work.repartition(nparts)
-            parsed = (work
+            parsed = (todo.select("source_path", "file_size", "file_mtime").repartition(nparts)
                       .mapInArrow(lambda it: parse_batches(it, opts, out_schema), PARSED_SCHEMA)
                       .withColumn("ingest_run", F.lit(run_id))
                       .persist(StorageLevel.DISK_ONLY))  # parsed once, written to two tables

@@ -163,7 +163,7 @@ def list_sources(spark, src: str, suffixes: tuple[str, ...]):
             items = pd.DataFrame([("f", f) for f in files] + [("d", d) for d in dirs], columns=["kind", "path"])
             if items.empty:
                 return spark.createDataFrame([], LISTING_SCHEMA)
-            # one item per task slot at most; round-robin spreads the directories evenly
+            # two tasks per core; the round-robin repartition spreads the directories evenly
             nparts = max(1, min(len(items), 2 * sc.defaultParallelism))
             df = spark.createDataFrame(items, "kind string, path string").repartition(nparts)
             return df.mapInPandas(lambda it: _walk_items(it, suffixes), LISTING_SCHEMA)

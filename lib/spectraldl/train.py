@@ -143,7 +143,7 @@ def run_train(spark, warehouse: str, config: dict[str, Any], arch: str | None = 
     with open(vdir / "train.log", "a") as worker_log:  # the workers' Keras output, per rank
         log.info("worker output: %s", vdir / "train.log")
         # Horovod's background thread negotiates every cycle (1 ms by default): on busy CPUs that
-        # polling competes with training; 10 ms took the 2-worker speed-up from 1.38x to 1.5x here.
+        # polling competes with training; 10 ms took the 2-worker speed-up from 1.39x to 1.51x here.
         # An explicit HOROVOD_CYCLE_TIME in the environment wins.
         env = {"HOROVOD_CYCLE_TIME": str(opts.cycle_time_ms), **os.environ}
         results = sorted(horovod.spark.run(train_worker, args=(spec,), num_proc=opts.num_proc, use_gloo=True,

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..artifact import META_FILE, default_model_dir, read_meta
+from ..errors import UsageError
 from ..evaluate import summary_table
 from ..models import CLASSES
 from ..preprocess import PreprocessSettings
@@ -26,7 +27,6 @@ from ..warehouse import Warehouse, is_local, local_path, new_run_id, utc_now
 from . import plots
 from .catalogue import (ACKNOWLEDGEMENT, group_by_star, is_star, labelling_export, select_candidates,
                         write_votable)
-from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from ..errors import UsageError
 from . import physics as ph
 from .formats import (DETECTORS, RELEASES, SPECTRA_PER_NIGHT, designation, encode, night_params, object_name,
                       ondrejov_stem, plate_of, plate_params)
-from ..errors import UsageError
 
 KIND_CODES = {"lamost": 1, "ondrejov": 2}
 LABEL_CODES = {"emission": 0, "absorption": 1, "unknown": 2, "double_peak": 3}

@@ -14,9 +14,9 @@ import time
 from collections import Counter
 from typing import Any
 
+from ..errors import UsageError
 from ..worker import prepare_worker
 from .generate import LABEL_CODES, TRUTH_COLUMNS, SynthConfig, generate_indices
-from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 
