@@ -32,8 +32,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-REAL = Path(os.environ.get("SPECTRALDL_REAL_DATA",
-                           Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real"))
+from realdata import find_real_data
+
+REAL = find_real_data()
 LAMOST = REAL / "lamost"
 
 #: The limit (``io.max_bytes``) the corpus is meant to run under.

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,29 +14,9 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from realdata import find_real_data  # noqa: E402  (tests/ is on sys.path under pytest)
 
-
-def _find_real_data() -> Path:
-    """``$SPECTRALDL_REAL_DATA``, else ``../shared/data/real``, else (a clone made elsewhere, as in
-    ``git clone . /tmp/fresh``) the ``shared/data/real`` beside the repository it was cloned from."""
-    if "SPECTRALDL_REAL_DATA" in os.environ:
-        return Path(os.environ["SPECTRALDL_REAL_DATA"])
-    beside = ROOT.parent / "shared" / "data" / "real"
-    if beside.is_dir():
-        return beside
-    try:
-        origin = subprocess.run(["git", "-C", str(ROOT), "remote", "get-url", "origin"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        origin = ""
-    if origin and os.path.isdir(origin):
-        candidate = Path(origin).resolve().parent / "shared" / "data" / "real"
-        if candidate.is_dir():
-            return candidate
-    return beside
-
-
-REAL = _find_real_data()
+REAL = find_real_data()
 
 
 def real_files(pattern: str = "**/*.fits*") -> list[Path]:
