@@ -32,6 +32,8 @@ wrapper options (before JOB):
   --conf KEY=VALUE   spark.* settings go to Spark; any other dotted key overrides conf/ (repeatable)
   --config FILE      a TOML file layered over conf/defaults.toml and conf/<env>.toml
   --env ENV          config environment (default: local for local masters, cluster otherwise)
+  The config's driver-launch settings (spark.driver.memory, spark.driver.extraJavaOptions...)
+  are passed to spark-submit as --conf; SPECTRALDL_DRY_RUN=1 prints the command instead of running it.
 
 jobs:
 EOF
@@ -166,13 +168,25 @@ run_job() {
          spark_conf+=(--conf "spark.pyspark.python=./environment/bin/python")
        fi ;;
   esac
-  local has_log4j=""
-  for c in ${spark_conf[@]+"${spark_conf[@]}"}; do case "$c" in spark.driver.extraJavaOptions=*) has_log4j=1 ;; esac; done
-  [ -n "$has_log4j" ] || spark_conf+=(--conf "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties")
   local jobargs=(--env "$env")
   [ -n "$config" ] && jobargs+=(--config "$config")
-  exec "$VENV/bin/spark-submit" --master "$master" ${spark_conf[@]+"${spark_conf[@]}"} \
-    ${extra[@]+"${extra[@]}"} "$script" "${jobargs[@]}" ${sets[@]+"${sets[@]}"} "$@"
+  # Settings the driver JVM reads as it starts (spark.driver.memory...) must be given to
+  # spark-submit: the job's session builder comes too late for them. A --conf given here wins.
+  local given=" ${spark_conf[*]+${spark_conf[*]}} " kv java_opts=""
+  while IFS= read -r kv; do
+    case "$given" in *" ${kv%%=*}="*) continue ;; esac
+    case "$kv" in spark.driver.extraJavaOptions=*) java_opts="${kv#*=}" ;; *) spark_conf+=(--conf "$kv") ;; esac
+  done < <(PYTHONPATH="$ROOT/lib" "$VENV/bin/python" -c \
+           'import sys; from spectraldl.config import print_launch_conf; print_launch_conf(sys.argv[1:])' \
+           "${jobargs[@]}" ${sets[@]+"${sets[@]}"} 2>/dev/null)  # a bad config: the job itself says why
+  case "$given" in
+    *" spark.driver.extraJavaOptions="*) ;;
+    *) spark_conf+=(--conf "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties${java_opts:+ $java_opts}") ;;
+  esac
+  local cmdline=("$VENV/bin/spark-submit" --master "$master" ${spark_conf[@]+"${spark_conf[@]}"}
+                 ${extra[@]+"${extra[@]}"} "$script" "${jobargs[@]}" ${sets[@]+"${sets[@]}"} "$@")
+  if [ -n "${SPECTRALDL_DRY_RUN:-}" ]; then printf '%q ' "${cmdline[@]}"; echo; exit 0; fi
+  exec "${cmdline[@]}"
 }
 
 cmd="${1:-}"

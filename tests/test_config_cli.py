@@ -1,6 +1,8 @@
 """Layered config, the job CLI contract and the wrapper script."""
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 
 import pytest
@@ -95,3 +97,36 @@ def test_wrapper_help_and_errors():
     assert bad.returncode == 2 and "no such job 'nosuchjob'" in bad.stderr
     bad = subprocess.run([str(ROOT / "spark-submit.sh"), "--bogus", "x"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown wrapper option" in bad.stderr
+
+
+def test_launch_time_settings_reach_the_jvm(spark):
+    """``spark.driver.memory`` (conf/local.toml: 4g) only works when given as the JVM starts:
+    set on the session builder after the launch, it was silently ignored (a 1g heap)."""
+    from spectraldl.config import load_config
+
+    wanted = load_config("local")["spark"]["spark.driver.memory"]
+    assert wanted == "4g"
+    heap = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory()
+    assert heap > 3 * 2**30, f"JVM max heap {heap / 2**30:.2f} GiB, conf/local.toml asks for {wanted}"
+
+
+def test_wrapper_passes_launch_settings_to_spark_submit(tmp_path):
+    """The config's driver-launch settings become spark-submit options; an explicit --conf wins,
+    and JVM options from a config file join the wrapper's log4j option."""
+    env = {**os.environ, "SPECTRALDL_DRY_RUN": "1"}
+
+    def cmd(*args):
+        out = subprocess.run([str(ROOT / "spark-submit.sh"), *args], capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        return shlex.split(out.stdout)
+
+    c = cmd("ingest", "--input", "x")
+    assert c[c.index("spark.driver.memory=4g") - 1] == "--conf"  # conf/local.toml
+    assert "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:" + str(ROOT / "conf/log4j2.properties") in c
+    c = cmd("--conf", "spark.driver.memory=2g", "ingest")
+    assert "spark.driver.memory=2g" in c and "spark.driver.memory=4g" not in c
+    f = tmp_path / "c.toml"
+    f.write_text('[spark]\n"spark.driver.extraJavaOptions" = "-Xss4m"\n"spark.driver.memory" = "6g"\n')
+    c = cmd("--config", str(f), "ingest")
+    assert "spark.driver.memory=6g" in c
+    assert [x for x in c if x.startswith("spark.driver.extraJavaOptions=")][0].endswith(" -Xss4m")

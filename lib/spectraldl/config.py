@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 FREE_SECTIONS = ("spark",)
+#: ``[spark]`` settings the driver JVM reads as it starts: given to a session builder afterwards,
+#: they are silently ignored, so they go to the launcher (``get_spark`` when it starts the JVM
+#: itself, ``spark-submit.sh`` as ``--conf`` otherwise).
+LAUNCH_KEYS = ("spark.driver.memory", "spark.driver.extraJavaOptions", "spark.driver.extraClassPath",
+               "spark.driver.extraLibraryPath", "spark.jars", "spark.jars.packages")
 
 
 class ConfigError(ValueError):
@@ -121,3 +126,21 @@ def load_config(env: str = "local", config_file: str | os.PathLike | None = None
         _merge(cfg, parse_override(item), f"--set {item}")
     cfg["_env"] = env
     return copy.deepcopy(cfg)
+
+
+def launch_settings(config: dict[str, Any]) -> dict[str, str]:
+    """The ``[spark]`` settings of ``config`` that must be given when the driver JVM starts."""
+    return {k: v for k, v in config.get("spark", {}).items() if k in LAUNCH_KEYS}
+
+
+def print_launch_conf(argv: list[str]) -> None:
+    """``KEY=VALUE`` lines of :func:`launch_settings` for ``[--env E] [--config F] [--set K=V ...]``
+    (``spark-submit.sh`` turns them into ``--conf`` options)."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="launch-conf")
+    ap.add_argument("--env", default="local")
+    ap.add_argument("--config")
+    ap.add_argument("--set", action="append", default=[])
+    args = ap.parse_args(argv)
+    for key, value in launch_settings(load_config(args.env, args.config, args.set)).items():
+        print(f"{key}={value}")

@@ -50,6 +50,15 @@ def get_spark(app_name: str, config: dict[str, Any] | None = None, master: str |
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    settings = (config or {}).get("spark", {})
+    if SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # This process starts the JVM (plain python, not spark-submit): launch-time settings such
+        # as spark.driver.memory and spark.driver.extraJavaOptions only take effect when they are
+        # given to the launcher now; set later, on the builder, they are silently ignored.
+        boot = SparkConf(loadDefaults=False)
+        for key, value in settings.items():
+            boot.set(key, value)
+        SparkContext._ensure_initialized(conf=boot)
     # Start (or join) the JVM first: only then does SparkConf() see what spark-submit was given
     # (--master, --conf); a conf made before the gateway exists is empty.
     SparkContext._ensure_initialized()
