@@ -89,10 +89,8 @@ def start_ingest(archive: Path, wh: Path, log: Path, master: str = "local[2]",
                  env: dict[str, str] | None = None) -> subprocess.Popen:
     """``./spark-submit.sh ingest`` in a new session (process group), output to ``log``.
 
-    The master is passed twice: ``--master`` and, through a config file, ``[spark] spark.master``.
-    Only the second takes effect today: ``session.get_spark`` reads the launch configuration
-    before the JVM gateway is up, so it does not see spark-submit's master and sets ``local[*]``
-    (one attempt per task) instead.
+    The master is passed twice, as ``--master`` and through a config file (``[spark]
+    spark.master``); ``session.get_spark`` lets spark-submit's win, and both say the same.
     """
     conf = log.with_suffix(".toml")
     conf.write_text(f'[spark]\n"spark.master" = "{master}"\n')

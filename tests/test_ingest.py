@@ -104,3 +104,73 @@ def test_bt_cmi_emission_peak_survives(real_run):
     v = np.asarray(spectra.loc[path, "flux"])
     grid = np.linspace(6519, 6732, 140)
     assert abs(grid[np.argmax(v)] - 6564.6) < 3 and v.max() > 4  # ...and the peak is in the vector
+
+
+def test_task_written_spectra_equal_spark_written(spark, real_run, tmp_path):
+    """``spectra_writer = "auto"`` (tasks write the spectra files) and ``"spark"`` (Spark's writer,
+    as for HDFS or S3) give the same tables, read back with the same schema."""
+    from pyspark_test import assert_pyspark_df_equal
+
+    summary, _, _ = real_run
+    wh = tmp_path / "wh-spark-writer"
+    cfg = load_config("local", overrides=["ingest.paths_per_task=20", 'ingest.spectra_writer="spark"'])
+    s = run_ingest(spark, str(LAMOST), str(wh), cfg)
+    assert {k: s[k] for k in ("seen", "ingested", "rejected", "rejected_by_reason")} == \
+           {k: summary[k] for k in ("seen", "ingested", "rejected", "rejected_by_reason")}
+    task_wh = summary["inputs"]["warehouse"]
+    for table in ("spectra", "rejects"):
+        a = Warehouse(task_wh).read_table(spark, table)
+        b = Warehouse(str(wh)).read_table(spark, table)
+        assert a.schema == b.schema, table
+        assert_pyspark_df_equal(a.drop("ingest_run").orderBy("source_path"),
+                                b.drop("ingest_run").orderBy("source_path"))
+    files = [f for d in Warehouse(task_wh).table_dirs("spectra")
+             for f in os.listdir(os.path.join(task_wh, "spectra", d))]
+    assert files and all(f.startswith("part-") and f.endswith(".parquet") for f in files)  # no leftovers
+
+
+def test_a_task_failing_mid_write_leaves_no_file(spark, tmp_path, monkeypatch):
+    """A parse task that fails after writing part of its file removes it; a retry writes it whole."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql.types import _parse_datatype_string
+
+    from spectraldl.ingest import SPECTRA_SCHEMA
+    from spectraldl.parse import (FAULT_INJECT_ENV, PARSED_SCHEMA, TASK_OUTPUT_SCHEMA, ParseOptions, SpectraSink,
+                                  arrow_schema, parse_and_write_batches)
+
+    paths = sorted(str(p) for p in (LAMOST / "ChenfaZheng_LAMOST-SBC").glob("spec-*.fits"))[:6]
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+    def batch(ps):
+        return pa.RecordBatch.from_arrays([pa.array(ps), pa.array([1] * len(ps), pa.int64()),
+                                           pa.array([now] * len(ps), pa.timestamp("us", tz="UTC"))],
+                                          names=["source_path", "file_size", "file_mtime"])
+
+    marker = tmp_path / "fail"
+    monkeypatch.setenv(FAULT_INJECT_ENV, str(marker))
+
+    def batches():
+        yield batch(paths[:3])
+        marker.write_text("fail the next batch")  # the first batch is written by now
+        yield batch(paths[3:])
+
+    sink = SpectraSink(str(tmp_path / "spectra"), arrow_schema(SPECTRA_SCHEMA), "run1",
+                       _parse_datatype_string(SPECTRA_SCHEMA).json())
+    opts = ParseOptions.from_config(load_config("local"))
+    args = (opts, arrow_schema(PARSED_SCHEMA), sink, arrow_schema(TASK_OUTPUT_SCHEMA))
+    with pytest.raises(Exception, match="injected failure"):
+        list(parse_and_write_batches(batches(), *args))
+    assert os.listdir(sink.directory) == []                 # the partial file is gone
+    retry = iter([batch(paths[:3]), batch(paths[3:])])
+    out = pa.Table.from_batches(list(parse_and_write_batches(retry, *args)))
+    assert os.listdir(sink.directory) == ["part-00000.parquet"]
+    kinds = out.column("kind").to_pylist()
+    rejected = [p for k, p in zip(kinds, out.column("source_path").to_pylist()) if k == "rejected"]
+    assert kinds.count("file") == 1 and len(rejected) < 3
+    t = pq.read_table(os.path.join(sink.directory, "part-00000.parquet"))
+    assert t.num_rows == out.column("rows").to_pylist()[kinds.index("file")] == 6 - len(rejected)
+    assert t.column("source_path").to_pylist() == [p for p in paths if p not in rejected]
+    assert set(t.column("ingest_run").to_pylist()) == {"run1"}

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from typing import Any
 
-from .parse import PARSED_SCHEMA, ParseOptions, arrow_schema, parse_batches
+from .errors import UsageError
+from .parse import (PARSED_SCHEMA, TASK_OUTPUT_SCHEMA, ParseOptions, SpectraSink, arrow_schema,
+                    parse_and_write_batches, parse_batches)
 from .sources import list_sources
-from .warehouse import Warehouse, move_dirs, new_run_id, utc_now
+from .warehouse import LocalFS, Warehouse, move_dirs, new_run_id, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,117 @@ def status_counts(classified) -> dict[str, int]:
     return {r["status"]: r["count"] for r in classified.groupBy("status").count().collect()}
 
 
+def output_files(n: int, cores: int, nparts: int, rows_per_file: int, min_rows_per_file: int) -> int:
+    """How many Parquet files a table of ``n`` new rows is written as: at most ``rows_per_file``
+    rows each, and one per core (written in parallel) while each still gets ``min_rows_per_file``;
+    never more than the ``nparts`` parse partitions.
+
+    >>> output_files(50_000, 2, 26, 200_000, 10_000), output_files(5_000, 2, 2, 200_000, 10_000)
+    (2, 1)
+    """
+    files = max(math.ceil(n / rows_per_file), min(cores, n // max(1, min_rows_per_file)))
+    return max(1, min(nparts, files))
+
+
+def tasks_write_spectra(wh: Warehouse, ing: dict[str, Any]) -> bool:
+    """Whether parse tasks write the ``spectra`` Parquet files themselves (``ingest.spectra_writer``:
+    ``"auto"`` does so for a warehouse on a local or shared POSIX file system, which every task can
+    write with plain file operations; other file systems go through Spark's writer)."""
+    mode = ing.get("spectra_writer", "auto")
+    if mode not in ("auto", "spark"):
+        raise UsageError(f"ingest.spectra_writer = {mode!r}: expected \"auto\" or \"spark\"")
+    return mode == "auto" and isinstance(wh.fs, LocalFS)
+
+
+def _count(rows, ingested: int = 0) -> tuple[int, int, dict[str, int]]:
+    rejected, by_reason = 0, {}
+    for reason, n in rows:
+        rejected += n
+        by_reason[reason] = by_reason.get(reason, 0) + n
+    return ingested, rejected, by_reason
+
+
+def _parse_tasks_write(spark, wh: Warehouse, work, opts: ParseOptions, run_id: str, staging: str,
+                       nparts: int, par: int, ing: dict[str, Any]):
+    """Parse in tasks that write the spectra files themselves; Spark writes the (small) rejects.
+
+    Returns ``(ingested, rejected, by_reason, tables written)``. The files found in the staging
+    directory must be exactly those the successful task attempts reported, with the rows their
+    footers say: anything else stops the run before it commits.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import _parse_datatype_string
+    import pyarrow.parquet as pq
+
+    sink = SpectraSink(f"{staging}/spectra", arrow_schema(SPECTRA_SCHEMA), run_id,
+                       _parse_datatype_string(SPECTRA_SCHEMA).json())
+    parsed_schema, out_schema = arrow_schema(PARSED_SCHEMA), arrow_schema(TASK_OUTPUT_SCHEMA)
+    out = (work.mapInArrow(lambda it: parse_and_write_batches(it, opts, parsed_schema, sink, out_schema),
+                           TASK_OUTPUT_SCHEMA)
+           .persist(StorageLevel.MEMORY_AND_DISK))
+    files, reasons = {}, []
+    file_col = F.when(F.col("kind") == "file", F.col("source_path")).alias("file")
+    for r in out.groupBy("kind", "reason", file_col).agg(F.count(F.lit(1)).alias("n"),
+                                                         F.sum("rows").alias("rows")).collect():
+        if r["kind"] == "file":
+            files[os.path.basename(r["file"])] = r["rows"]
+        else:
+            reasons.append((r["reason"], r["n"]))
+    ingested, rejected, by_reason = _count(reasons, sum(files.values()))
+    written = []
+    if files:
+        found = set(os.listdir(sink.directory))
+        for name in found - set(files):  # hidden leftovers of failed attempts
+            os.remove(os.path.join(sink.directory, name))
+        missing = [n for n in files if n not in found]
+        wrong = {n: pq.read_metadata(os.path.join(sink.directory, n)).num_rows for n in files if n in found}
+        wrong = {n: (k, files[n]) for n, k in wrong.items() if k != files[n]}
+        if missing or wrong:
+            raise CountMismatch(f"staged spectra files disagree with the tasks: missing {missing}, "
+                                f"(rows in file, rows reported) {wrong}")
+        written.append("spectra")
+    if rejected:
+        (out.filter(F.col("kind") == "rejected").withColumn("ingest_run", F.lit(run_id)).select(*REJECTS_COLUMNS)
+         .coalesce(output_files(rejected, par, nparts, ing["rows_per_file"], ing["min_rows_per_file"]))
+         .write.parquet(wh.uri("_staging", run_id, "rejects")))
+        written.append("rejects")
+    out.unpersist()
+    return ingested, rejected, by_reason, written
+
+
+def _parse_spark_writes(wh: Warehouse, work, opts: ParseOptions, run_id: str, staging: str, nparts: int,
+                        par: int, ing: dict[str, Any], summary: dict[str, Any], t_parse: float):
+    """Parse in tasks that hand the rows back to Spark, which writes both tables (any Hadoop
+    file system). Returns ``(ingested, rejected, by_reason, tables written)``."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    out_schema = arrow_schema(PARSED_SCHEMA)
+    parsed = (work.mapInArrow(lambda it: parse_batches(it, opts, out_schema), PARSED_SCHEMA)
+              .withColumn("ingest_run", F.lit(run_id))
+              .persist(StorageLevel.DISK_ONLY))  # parsed once, written to two tables
+    ingested, reasons = 0, []
+    for r in parsed.groupBy("outcome", "reason").count().collect():
+        if r["outcome"] == "ok":
+            ingested += r["count"]
+        else:
+            reasons.append((r["reason"], r["count"]))
+    ingested, rejected, by_reason = _count(reasons, ingested)
+    summary["parse_seconds"] = round(time.time() - t_parse, 3)
+    written = []
+    for table, outcome, cols, n in (("spectra", "ok", SPECTRA_COLUMNS, ingested),
+                                    ("rejects", "rejected", REJECTS_COLUMNS, rejected)):
+        if n == 0:
+            continue
+        (parsed.filter(F.col("outcome") == outcome).select(*cols)
+         .coalesce(output_files(n, par, nparts, ing["rows_per_file"], ing["min_rows_per_file"]))
+         .write.parquet(wh.uri("_staging", run_id, table)))
+        written.append(table)
+    parsed.unpersist()
+    return ingested, rejected, by_reason, written
+
+
 def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_rejects: bool = False,
                break_lock: bool = False, fail_after: str | None = None, take_lock: bool = True) -> dict[str, Any]:
     """Ingest ``src`` into ``warehouse``; returns the run summary (also written to ``W/runs``).
@@ -130,34 +244,20 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
             nparts = par * max(1, math.ceil(n_todo / (ing["paths_per_task"] * par)))
             sc.setJobDescription(f"ingest {run_id}: parse {n_todo} files in {nparts} tasks")
             t_parse = time.time()
-            out_schema = arrow_schema(PARSED_SCHEMA)
-            parsed = (todo.select("source_path", "file_size", "file_mtime").repartition(nparts)
-                      .mapInArrow(lambda it: parse_batches(it, opts, out_schema), PARSED_SCHEMA)
-                      .withColumn("ingest_run", F.lit(run_id))
-                      .persist(StorageLevel.DISK_ONLY))  # parsed once, written to two tables
-            for r in parsed.groupBy("outcome", "reason").count().collect():
-                if r["outcome"] == "ok":
-                    ingested += r["count"]
-                else:
-                    rejected += r["count"]
-                    by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + r["count"]
-            summary["parse_seconds"] = round(time.time() - t_parse, 3)
-            log.info("ingest %s: parsed %d files in %.1f s (%.0f files/s): ingested %d, rejected %d",
-                     run_id, n_todo, summary["parse_seconds"], n_todo / max(summary["parse_seconds"], 1e-9),
-                     ingested, rejected)
-            t_write = time.time()
-            sc.setJobDescription(f"ingest {run_id}: write tables")
-            for table, outcome, cols, n in (("spectra", "ok", SPECTRA_COLUMNS, ingested),
-                                            ("rejects", "rejected", REJECTS_COLUMNS, rejected)):
-                if n == 0:
-                    continue
-                (parsed.filter(F.col("outcome") == outcome).select(*cols)
-                 .coalesce(max(1, min(nparts, math.ceil(n / ing["rows_per_file"]))))
-                 .write.parquet(wh.uri("_staging", run_id, table)))
+            work = todo.select("source_path", "file_size", "file_mtime").repartition(nparts)
+            if tasks_write_spectra(wh, ing):
+                res = _parse_tasks_write(spark, wh, work, opts, run_id, staging, nparts, par, ing)
+            else:
+                res = _parse_spark_writes(wh, work, opts, run_id, staging, nparts, par, ing, summary, t_parse)
+            ingested, rejected, by_reason, written = res
+            for table in written:
                 moves.append((f"{staging}/{table}", wh.path(table, f"run-{run_id}")))
                 new_dirs[table] = [f"run-{run_id}"]
-            parsed.unpersist()
-            summary["write_seconds"] = round(time.time() - t_write, 3)
+            summary.setdefault("parse_seconds", round(time.time() - t_parse, 3))
+            summary["write_seconds"] = round(time.time() - t_parse - summary["parse_seconds"], 3)
+            log.info("ingest %s: parsed and wrote %d files in %.1f s (%.0f files/s): ingested %d, rejected %d",
+                     run_id, n_todo, time.time() - t_parse, n_todo / max(time.time() - t_parse, 1e-9),
+                     ingested, rejected)
         if seen != skipped + ingested + rejected:
             raise CountMismatch(f"seen {seen} != skipped {skipped} + ingested {ingested} + rejected {rejected}")
         if fail_after == "staged":

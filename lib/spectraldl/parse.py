@@ -117,6 +117,22 @@ def _list_array(vectors: list[np.ndarray | None], type_) -> "pa.Array":
 _LISTING_COLUMNS = ("source_path", "file_size", "file_mtime")
 
 
+def _parsed_batch(batch: "pa.RecordBatch", opts: ParseOptions, schema: "pa.Schema") -> "pa.RecordBatch":
+    """One listing batch parsed into a :data:`PARSED_SCHEMA` batch (``schema``)."""
+    import pyarrow as pa
+    _maybe_inject_fault()
+    rows = [parse_file(p, opts) for p in batch.column("source_path").to_pylist()]
+    arrays = []
+    for field in schema:
+        if field.name in _LISTING_COLUMNS:
+            arrays.append(batch.column(field.name).cast(field.type))
+        elif field.name == "flux":
+            arrays.append(_list_array([r.get("flux") for r in rows], field.type))
+        else:
+            arrays.append(pa.array([r.get(field.name) for r in rows], type=field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
 def parse_batches(batches: Iterator["pa.RecordBatch"], opts: ParseOptions, schema: "pa.Schema"
                   ) -> Iterator["pa.RecordBatch"]:
     """``mapInArrow`` body: listing batches in, :data:`PARSED_SCHEMA` batches out (``schema``
@@ -126,17 +142,91 @@ def parse_batches(batches: Iterator["pa.RecordBatch"], opts: ParseOptions, schem
     are packed into one buffer, so moving a row through Spark costs a few microseconds, not the
     tens a per-element pandas conversion of ``array<float>`` costs.
     """
-    import pyarrow as pa
     prepare_worker()
     for batch in batches:
-        _maybe_inject_fault()
-        rows = [parse_file(p, opts) for p in batch.column("source_path").to_pylist()]
-        arrays = []
-        for field in schema:
-            if field.name in _LISTING_COLUMNS:
-                arrays.append(batch.column(field.name).cast(field.type))
-            elif field.name == "flux":
-                arrays.append(_list_array([r.get("flux") for r in rows], field.type))
-            else:
-                arrays.append(pa.array([r.get(field.name) for r in rows], type=field.type))
-        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        yield _parsed_batch(batch, opts, schema)
+
+
+#: What :func:`parse_and_write_batches` gives back to Spark: every rejected file as a row
+#: (``kind = "rejected"``, written to ``rejects`` by Spark) and one row per Parquet file of
+#: spectra the task wrote itself (``kind = "file"``, its path in ``source_path``, ``rows`` rows).
+TASK_OUTPUT_SCHEMA = ("kind string, source_path string, file_size long, file_mtime timestamp, "
+                      "reason string, detail string, rows long")
+
+
+@dataclass(frozen=True)
+class SpectraSink:
+    """Where and how parse tasks write the ``spectra`` rows themselves (a local or shared
+    POSIX directory; the ingest job uses Spark's writer for other file systems)."""
+
+    directory: str
+    schema: "pa.Schema"       # the spectra table's Arrow schema, ``ingest_run`` included
+    run_id: str
+    spark_schema_json: str    # kept in the footer as Spark does, so Spark reads the file as its own
+
+
+def parse_and_write_batches(batches: Iterator["pa.RecordBatch"], opts: ParseOptions, schema: "pa.Schema",
+                            sink: SpectraSink, out_schema: "pa.Schema") -> Iterator["pa.RecordBatch"]:
+    """``mapInArrow`` body that writes the vectors to Parquet in the task: listing batches in,
+    :data:`TASK_OUTPUT_SCHEMA` batches (``out_schema``) out.
+
+    The 140-float vectors never cross into the JVM: no Arrow-to-row conversion, no cached copy,
+    no second pass to write them. Each task writes one file, named by its partition
+    (``part-00007.parquet``), under a hidden temporary name that is renamed when complete, so a
+    retried or speculative attempt replaces the file with the same rows (the parse is
+    deterministic) and a failed one leaves only a hidden file, ignored by readers and deleted
+    with the staging directory.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from pyspark import TaskContext
+
+    prepare_worker()
+    ctx = TaskContext.get()
+    part, attempt = (ctx.partitionId(), ctx.attemptNumber()) if ctx is not None else (0, 0)
+    final = os.path.join(sink.directory, f"part-{part:05d}.parquet")
+    tmp = os.path.join(sink.directory, f".part-{part:05d}.attempt-{attempt}.tmp")
+    names = [f.name for f in sink.schema]
+    writer, rows = None, 0
+    try:
+        for batch in batches:
+            parsed = _parsed_batch(batch, opts, schema)
+            is_ok = pc.equal(parsed.column("outcome"), "ok")
+            ok = parsed.filter(is_ok)
+            if ok.num_rows:
+                cols = [ok.column(n) if n != "ingest_run" else pa.array([sink.run_id] * ok.num_rows, pa.string())
+                        for n in names]
+                if writer is None:
+                    os.makedirs(sink.directory, exist_ok=True)
+                    meta = {b"org.apache.spark.sql.parquet.row.metadata": sink.spark_schema_json.encode()}
+                    writer = pq.ParquetWriter(tmp, sink.schema.with_metadata(meta), compression="snappy",
+                                              use_compliant_nested_type=True)
+                writer.write_batch(pa.RecordBatch.from_arrays(cols, schema=sink.schema))
+                rows += ok.num_rows
+            rej = parsed.filter(pc.invert(is_ok))
+            if rej.num_rows:
+                yield _task_output(out_schema, "rejected", rej.column("source_path"), rej.column("file_size"),
+                                   rej.column("file_mtime"), rej.column("reason"), rej.column("detail"), None)
+        if writer is not None:
+            writer.close()
+            writer = None
+            os.replace(tmp, final)
+            yield _task_output(out_schema, "file", pa.array([final]), None, None, None, None, pa.array([rows]))
+    finally:
+        if writer is not None:  # failed half-way: the partial file goes
+            writer.close()
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+
+
+def _task_output(schema: "pa.Schema", kind: str, path, size, mtime, reason, detail, rows) -> "pa.RecordBatch":
+    import pyarrow as pa
+    n = len(path)
+    given = {"kind": pa.array([kind] * n, pa.string()), "source_path": path, "file_size": size,
+             "file_mtime": mtime, "reason": reason, "detail": detail, "rows": rows}
+    return pa.RecordBatch.from_arrays(
+        [pa.nulls(n, f.type) if given[f.name] is None else given[f.name].cast(f.type) for f in schema],
+        schema=schema)
