@@ -54,3 +54,17 @@ def test_python_tasks_start_fast_after_the_first(spark):
     sc.parallelize(range(4), 4).mapPartitions(task).collect()  # every worker prepared
     costs = sc.parallelize(range(8), 8).mapPartitions(task).collect()
     assert max(costs) < 0.005, costs  # unpatched: 20-60 ms per call with the jar on the path
+
+
+def test_workers_fork_from_the_preloading_daemon(spark):
+    """conf/local.toml's ``spark.python.daemon.module``: workers come from spectraldl's daemon,
+    with the package's modules already imported and zip invalidation already patched."""
+    def probe(_):
+        import sys
+        import zipimport
+        main = sys.modules["__main__"]
+        yield (getattr(main, "__file__", ""), "pyarrow.parquet" in sys.modules, "spectraldl.parse" in sys.modules,
+               getattr(zipimport.zipimporter.invalidate_caches, "_spectraldl_lazy", False))
+
+    got = set(spark.sparkContext.parallelize(range(4), 4).mapPartitions(probe).collect())
+    assert {(f.endswith("spectraldl/daemon.py"), a, b, c) for f, a, b, c in got} == {(True, True, True, True)}

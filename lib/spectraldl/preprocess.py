@@ -88,8 +88,8 @@ _all = np.logical_and.reduce
 
 
 def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None = None,
-               settings: PreprocessSettings = DEFAULT_SETTINGS, name: str | None = None
-               ) -> tuple[np.ndarray, float]:
+               settings: PreprocessSettings = DEFAULT_SETTINGS, name: str | None = None,
+               andmask: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Turn one spectrum into the fixed-length vector the networks read.
 
     Parameters
@@ -103,6 +103,9 @@ def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None
     settings : PreprocessSettings
     name : str, optional
         File name for error messages.
+    andmask : ndarray, optional
+        With ``good`` None: pixels whose mask is non-zero are bad, as in ``Spectrum.good``, but
+        looked at only inside the window (the ingest passes the LAMOST AND mask this way).
 
     Returns
     -------
@@ -132,7 +135,12 @@ def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None
     finite = np.isfinite(fw)
     if not _any(fw[finite]):  # all zero (or nothing finite): a dead fibre, not a masking question
         raise SpectrumError("no_signal", name, "no finite non-zero flux across the window (dead fibre)")
-    g = finite if good is None else (np.asarray(good[i0:i1], dtype=bool) & finite)
+    if good is not None:
+        g = np.asarray(good[i0:i1], dtype=bool) & finite
+    elif andmask is not None:
+        g = (andmask[i0:i1] == 0) & finite
+    else:
+        g = finite
     valid_fraction = np.count_nonzero(g) / g.size if g.size else 0.0
     if valid_fraction < s.min_valid_fraction:
         raise SpectrumError("too_few_valid_pixels", name,

@@ -46,3 +46,9 @@ def prepare_worker() -> None:
 
     setattr(invalidate_caches, _MARK, True)
     zipimport.zipimporter.invalidate_caches = invalidate_caches
+    # The importers in use hold a current directory (PySpark's worker has just invalidated them
+    # before this task; a daemon has just started): stamp them, or their first patched
+    # invalidation would read every archive once more.
+    for importer in list(sys.path_importer_cache.values()):
+        if isinstance(importer, zipimport.zipimporter):
+            importer._spectraldl_stamp = _archive_stamp(importer.archive)

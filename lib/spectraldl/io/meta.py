@@ -71,36 +71,50 @@ def sexagesimal_to_deg(value: Any, hours: bool) -> float | None:
     return sign * deg * (15.0 if hours else 1.0)
 
 
+def _ra(v: Any) -> float | None:
+    return sexagesimal_to_deg(v, hours=True)
+
+
+def _dec(v: Any) -> float | None:
+    return sexagesimal_to_deg(v, hours=False)
+
+
+#: (meta key, header keywords in order of preference, conversion): the drift seen in the real
+#: archive in one table.
+_META_CARDS: tuple[tuple[str, tuple[str, ...], Any], ...] = (
+    ("obsid", ("OBSID",), _int),
+    ("designation", ("DESIG", "DESIGNAT", "DESIGNATION"), _str),
+    ("ra", ("RA",), _ra),
+    ("dec", ("DEC",), _dec),
+    ("lamost_class", ("CLASS",), _str),
+    ("lamost_subclass", ("SUBCLASS",), _str),
+    ("z", ("Z",), _float),
+    ("snr_g", ("SNRG", "SN_G"), _float),
+    ("snr_r", ("SNRR", "SN_R"), _float),
+    ("data_release", ("DATA_V",), _str),
+    ("object", ("OBJECT", "OBJNAME"), _str),
+    ("date_obs", ("DATE-OBS",), _str),
+    ("fiberid", ("FIBERID",), _int),
+    ("mjd", ("MJD",), _int),
+    ("planid", ("PLANID",), _str),
+)
+assert set(META_KEYS) <= {k for k, _, _ in _META_CARDS}
+
+
 def normalise_meta(*headers: Header) -> dict[str, Any]:
     """Collect :data:`~spectraldl.io.spectrum.META_KEYS` from one or more headers (first wins).
 
     Handles the drift seen in the real archive: ``SN_G``/``SN_R`` (DR1-DR2) vs ``SNRG``/``SNRR``
     (DR3+), ``DESIG``, string ``FIBERID``, no ``OBSID`` before DR3, sexagesimal ``RA``/``DEC``.
+    In each header the first keyword present gives the value; a header where it is empty
+    (or absent) leaves the key to the next header.
     """
-
-    def first(*keys: str) -> Any:
+    meta: dict[str, Any] = {}
+    for key, cards, convert in _META_CARDS:
+        v = None
         for h in headers:
-            v = h.first(*keys)
+            v = h.first(*cards)
             if v is not None:
-                return v
-        return None
-
-    meta: dict[str, Any] = {
-        "obsid": _int(first("OBSID")),
-        "designation": _str(first("DESIG", "DESIGNAT", "DESIGNATION")),
-        "ra": sexagesimal_to_deg(first("RA"), hours=True),
-        "dec": sexagesimal_to_deg(first("DEC"), hours=False),
-        "lamost_class": _str(first("CLASS")),
-        "lamost_subclass": _str(first("SUBCLASS")),
-        "z": _float(first("Z")),
-        "snr_g": _float(first("SNRG", "SN_G")),
-        "snr_r": _float(first("SNRR", "SN_R")),
-        "data_release": _str(first("DATA_V")),
-        "object": _str(first("OBJECT", "OBJNAME")),
-        "date_obs": _str(first("DATE-OBS")),
-        "fiberid": _int(first("FIBERID")),
-        "mjd": _int(first("MJD")),
-        "planid": _str(first("PLANID")),
-    }
-    assert set(META_KEYS) <= set(meta)
+                break
+        meta[key] = convert(v)
     return meta
