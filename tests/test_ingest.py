@@ -138,8 +138,8 @@ def test_a_task_failing_mid_write_leaves_no_file(spark, tmp_path, monkeypatch):
     from pyspark.sql.types import _parse_datatype_string
 
     from spectraldl.ingest import SPECTRA_SCHEMA
-    from spectraldl.parse import (FAULT_INJECT_ENV, PARSED_SCHEMA, TASK_OUTPUT_SCHEMA, ParseOptions, SpectraSink,
-                                  arrow_schema, parse_and_write_batches)
+    from spectraldl.parse import (FAULT_INJECT_ENV, TASK_OUTPUT_SCHEMA, ParseOptions, SpectraSink, arrow_schema,
+                                  parse_and_write_batches)
 
     paths = sorted(str(p) for p in (LAMOST / "ChenfaZheng_LAMOST-SBC").glob("spec-*.fits"))[:6]
     now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -160,7 +160,7 @@ def test_a_task_failing_mid_write_leaves_no_file(spark, tmp_path, monkeypatch):
     sink = SpectraSink(str(tmp_path / "spectra"), arrow_schema(SPECTRA_SCHEMA), "run1",
                        _parse_datatype_string(SPECTRA_SCHEMA).json())
     opts = ParseOptions.from_config(load_config("local"))
-    args = (opts, arrow_schema(PARSED_SCHEMA), sink, arrow_schema(TASK_OUTPUT_SCHEMA))
+    args = (opts, sink, arrow_schema(TASK_OUTPUT_SCHEMA))
     with pytest.raises(Exception, match="injected failure"):
         list(parse_and_write_batches(batches(), *args))
     assert os.listdir(sink.directory) == []                 # the partial file is gone

@@ -128,8 +128,8 @@ def _parse_tasks_write(spark, wh: Warehouse, work, opts: ParseOptions, run_id: s
 
     sink = SpectraSink(f"{staging}/spectra", arrow_schema(SPECTRA_SCHEMA), run_id,
                        _parse_datatype_string(SPECTRA_SCHEMA).json())
-    parsed_schema, out_schema = arrow_schema(PARSED_SCHEMA), arrow_schema(TASK_OUTPUT_SCHEMA)
-    out = (work.mapInArrow(lambda it: parse_and_write_batches(it, opts, parsed_schema, sink, out_schema),
+    out_schema = arrow_schema(TASK_OUTPUT_SCHEMA)
+    out = (work.mapInArrow(lambda it: parse_and_write_batches(it, opts, sink, out_schema),
                            TASK_OUTPUT_SCHEMA)
            .persist(StorageLevel.MEMORY_AND_DISK))
     files, reasons = {}, []

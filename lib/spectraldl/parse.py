@@ -118,19 +118,32 @@ def _list_array(vectors: list[np.ndarray | None], type_) -> "pa.Array":
 _LISTING_COLUMNS = ("source_path", "file_size", "file_mtime")
 
 
-def _parsed_batch(batch: "pa.RecordBatch", opts: ParseOptions, schema: "pa.Schema") -> "pa.RecordBatch":
-    """One listing batch parsed into a :data:`PARSED_SCHEMA` batch (``schema``)."""
-    import pyarrow as pa
+def _parse_rows(batch: "pa.RecordBatch", opts: ParseOptions) -> list[dict[str, Any]]:
+    """:func:`parse_file` of every path of a listing batch."""
     _maybe_inject_fault()
-    rows = [parse_file(p, opts) for p in batch.column("source_path").to_pylist()]
+    return [parse_file(p, opts) for p in batch.column("source_path").to_pylist()]
+
+
+def _rows_batch(rows: list[dict[str, Any]], listing: "pa.RecordBatch", schema: "pa.Schema",
+                take: list[int] | None = None, constants: dict[str, Any] | None = None) -> "pa.RecordBatch":
+    """An Arrow batch with ``schema`` of ``rows`` (only those at ``take``, if given): listing
+    columns come from the input batch, ``flux`` is packed into one buffer, ``constants`` fill a
+    column with one value, and the other columns come from the row dicts."""
+    import pyarrow as pa
+    picked = rows if take is None else [rows[i] for i in take]
+    n = len(picked)
     arrays = []
     for field in schema:
-        if field.name in _LISTING_COLUMNS:
-            arrays.append(batch.column(field.name).cast(field.type))
-        elif field.name == "flux":
-            arrays.append(_list_array([r.get("flux") for r in rows], field.type))
+        name = field.name
+        if constants and name in constants:
+            arrays.append(pa.array([constants[name]] * n, type=field.type))
+        elif name in _LISTING_COLUMNS:
+            col = listing.column(name) if take is None else listing.column(name).take(pa.array(take, pa.int32()))
+            arrays.append(col.cast(field.type))
+        elif name == "flux":
+            arrays.append(_list_array([r.get("flux") for r in picked], field.type))
         else:
-            arrays.append(pa.array([r.get(field.name) for r in rows], type=field.type))
+            arrays.append(pa.array([r.get(name) for r in picked], type=field.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -145,7 +158,7 @@ def parse_batches(batches: Iterator["pa.RecordBatch"], opts: ParseOptions, schem
     """
     prepare_worker()
     for batch in batches:
-        yield _parsed_batch(batch, opts, schema)
+        yield _rows_batch(_parse_rows(batch, opts), batch, schema)
 
 
 #: What :func:`parse_and_write_batches` gives back to Spark: every rejected file as a row
@@ -166,8 +179,8 @@ class SpectraSink:
     spark_schema_json: str    # kept in the footer as Spark does, so Spark reads the file as its own
 
 
-def parse_and_write_batches(batches: Iterator["pa.RecordBatch"], opts: ParseOptions, schema: "pa.Schema",
-                            sink: SpectraSink, out_schema: "pa.Schema") -> Iterator["pa.RecordBatch"]:
+def parse_and_write_batches(batches: Iterator["pa.RecordBatch"], opts: ParseOptions, sink: SpectraSink,
+                            out_schema: "pa.Schema") -> Iterator["pa.RecordBatch"]:
     """``mapInArrow`` body that writes the vectors to Parquet in the task: listing batches in,
     :data:`TASK_OUTPUT_SCHEMA` batches (``out_schema``) out.
 
@@ -179,7 +192,6 @@ def parse_and_write_batches(batches: Iterator["pa.RecordBatch"], opts: ParseOpti
     with the staging directory.
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
     from pyspark import TaskContext
 
@@ -188,32 +200,30 @@ def parse_and_write_batches(batches: Iterator["pa.RecordBatch"], opts: ParseOpti
     part, attempt = (ctx.partitionId(), ctx.attemptNumber()) if ctx is not None else (0, 0)
     final = os.path.join(sink.directory, f"part-{part:05d}.parquet")
     tmp = os.path.join(sink.directory, f".part-{part:05d}.attempt-{attempt}.tmp")
-    names = [f.name for f in sink.schema]
-    writer, rows = None, 0
+    writer, nrows = None, 0
     try:
         for batch in batches:
-            parsed = _parsed_batch(batch, opts, schema)
-            is_ok = pc.equal(parsed.column("outcome"), "ok")
-            ok = parsed.filter(is_ok)
-            if ok.num_rows:
-                cols = [ok.column(n) if n != "ingest_run" else pa.array([sink.run_id] * ok.num_rows, pa.string())
-                        for n in names]
+            rows = _parse_rows(batch, opts)
+            ok = [i for i, r in enumerate(rows) if r["outcome"] == "ok"]
+            if ok:
                 if writer is None:
                     os.makedirs(sink.directory, exist_ok=True)
                     meta = {b"org.apache.spark.sql.parquet.row.metadata": sink.spark_schema_json.encode()}
                     writer = pq.ParquetWriter(tmp, sink.schema.with_metadata(meta), compression="snappy",
                                               use_compliant_nested_type=True)
-                writer.write_batch(pa.RecordBatch.from_arrays(cols, schema=sink.schema))
-                rows += ok.num_rows
-            rej = parsed.filter(pc.invert(is_ok))
-            if rej.num_rows:
-                yield _task_output(out_schema, "rejected", rej.column("source_path"), rej.column("file_size"),
-                                   rej.column("file_mtime"), rej.column("reason"), rej.column("detail"), None)
+                writer.write_batch(_rows_batch(rows, batch, sink.schema, ok, {"ingest_run": sink.run_id}))
+                nrows += len(ok)
+            if len(ok) < len(rows):
+                okset = set(ok)
+                yield _rows_batch(rows, batch, out_schema, [i for i in range(len(rows)) if i not in okset],
+                                  {"kind": "rejected", "rows": None})
         if writer is not None:
             writer.close()
             writer = None
             os.replace(tmp, final)
-            yield _task_output(out_schema, "file", pa.array([final]), None, None, None, None, pa.array([rows]))
+            yield pa.RecordBatch.from_arrays(
+                [pa.array([{"kind": "file", "source_path": final, "rows": nrows}.get(f.name)], f.type)
+                 for f in out_schema], schema=out_schema)
     finally:
         if writer is not None:  # failed half-way: the partial file goes
             writer.close()
@@ -221,13 +231,3 @@ def parse_and_write_batches(batches: Iterator["pa.RecordBatch"], opts: ParseOpti
                 os.remove(tmp)
             except OSError:
                 pass
-
-
-def _task_output(schema: "pa.Schema", kind: str, path, size, mtime, reason, detail, rows) -> "pa.RecordBatch":
-    import pyarrow as pa
-    n = len(path)
-    given = {"kind": pa.array([kind] * n, pa.string()), "source_path": path, "file_size": size,
-             "file_mtime": mtime, "reason": reason, "detail": detail, "rows": rows}
-    return pa.RecordBatch.from_arrays(
-        [pa.nulls(n, f.type) if given[f.name] is None else given[f.name].cast(f.type) for f in schema],
-        schema=schema)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -83,8 +85,27 @@ def _grid(start: float, stop: float, n: int) -> np.ndarray:
 DEFAULT_SETTINGS = PreprocessSettings()
 
 _sum = np.add.reduce
-_any = np.logical_or.reduce
-_all = np.logical_and.reduce
+_min = np.minimum.reduce
+
+
+def _window(w: np.ndarray, start: float, stop: float) -> tuple[int, int]:
+    """``(i0, i1)``: the pixels with ``start <= w <= stop``. Remembered for the read-only
+    wavelength grids the LAMOST readers share between files (a dozen distinct grids cover a
+    release), looked up in the array otherwise."""
+    key = (id(w), start, stop)
+    hit = _WINDOWS.get(key)
+    if hit is not None and hit[0]() is w:
+        return hit[1], hit[2]
+    i0 = int(w.searchsorted(start, side="left"))
+    i1 = int(w.searchsorted(stop, side="right"))
+    if not w.flags.writeable:  # a shared grid: its values cannot change under the cache
+        if len(_WINDOWS) > 1024:
+            _WINDOWS.clear()
+        _WINDOWS[key] = (weakref.ref(w), i0, i1)
+    return i0, i1
+
+
+_WINDOWS: dict[tuple[int, float, float], tuple[Any, int, int]] = {}
 
 
 def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None = None,
@@ -128,12 +149,11 @@ def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None
         lo, hi = (w[0], w[-1]) if w.size else (np.nan, np.nan)
         raise SpectrumError("window_not_covered", name,
                             f"{lo:.1f}-{hi:.1f} Å does not cover {s.window_start}-{s.window_stop} Å")
-    i0 = int(w.searchsorted(s.window_start, side="left"))
-    i1 = int(w.searchsorted(s.window_stop, side="right"))  # pixels with start <= w <= stop
+    i0, i1 = _window(w, s.window_start, s.window_stop)
     ww = w[i0:i1]
     fw = np.asarray(flux[i0:i1], dtype=np.float64)
     finite = np.isfinite(fw)
-    if not _any(fw[finite]):  # all zero (or nothing finite): a dead fibre, not a masking question
+    if not np.count_nonzero((fw != 0) & finite):  # no finite non-zero flux: a dead fibre, not a masking question
         raise SpectrumError("no_signal", name, "no finite non-zero flux across the window (dead fibre)")
     if good is not None:
         g = np.asarray(good[i0:i1], dtype=bool) & finite
@@ -157,7 +177,7 @@ def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None
         dx = x - xm
         slope = float(dx @ (y - ym)) / float(dx @ dx)
         cont = ym + slope * (ww - xm)
-        if not _all(cont > 0):
+        if not _min(cont) > 0:  # NaN fails too
             raise SpectrumError("no_signal", name, "continuum <= 0 in the window")
         fg = fg / cont[g]
     vec = np.interp(s.grid, wg, fg)
@@ -165,7 +185,7 @@ def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None
         mean = _sum(vec) / vec.size
         d = vec - mean
         sd = np.sqrt(_sum(d * d) / vec.size)
-        if not np.isfinite(sd) or sd <= 1e-12 * max(1.0, abs(mean)):
+        if not math.isfinite(sd) or sd <= 1e-12 * max(1.0, abs(mean)):
             raise SpectrumError("no_signal", name, "flux constant in the window")
         vec = d / sd
     else:
