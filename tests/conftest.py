@@ -36,7 +36,8 @@ def spark():
     from spectraldl.config import load_config
     from spectraldl.session import get_spark
 
-    cfg = load_config("local", overrides=["spark.spark.sql.shuffle.partitions=4"])
+    cfg = load_config("local", overrides=["spark.sql.shuffle.partitions=4",
+                                          "spark.driver.extraJavaOptions=-Dspectraldl.launch.probe=yes"])
     s = get_spark("spectraldl-tests", cfg, master="local[2]")
     yield s
     s.stop()
