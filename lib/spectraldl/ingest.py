@@ -114,7 +114,7 @@ def _count(rows, ingested: int = 0) -> tuple[int, int, dict[str, int]]:
 
 
 def _parse_tasks_write(spark, wh: Warehouse, work, opts: ParseOptions, run_id: str, staging: str,
-                       nparts: int, par: int, ing: dict[str, Any]):
+                       nparts: int, par: int, ing: dict[str, Any], summary: dict[str, Any], t_parse: float):
     """Parse in tasks that write the spectra files themselves; Spark writes the (small) rejects.
 
     Returns ``(ingested, rejected, by_reason, tables written)``. The files found in the staging
@@ -141,6 +141,7 @@ def _parse_tasks_write(spark, wh: Warehouse, work, opts: ParseOptions, run_id: s
         else:
             reasons.append((r["reason"], r["n"]))
     ingested, rejected, by_reason = _count(reasons, sum(files.values()))
+    summary["parse_seconds"] = round(time.time() - t_parse, 3)  # spectra files written by now
     written = []
     if files:
         found = set(os.listdir(sink.directory))
@@ -246,14 +247,13 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
             t_parse = time.time()
             work = todo.select("source_path", "file_size", "file_mtime").repartition(nparts)
             if tasks_write_spectra(wh, ing):
-                res = _parse_tasks_write(spark, wh, work, opts, run_id, staging, nparts, par, ing)
+                res = _parse_tasks_write(spark, wh, work, opts, run_id, staging, nparts, par, ing, summary, t_parse)
             else:
                 res = _parse_spark_writes(wh, work, opts, run_id, staging, nparts, par, ing, summary, t_parse)
             ingested, rejected, by_reason, written = res
             for table in written:
                 moves.append((f"{staging}/{table}", wh.path(table, f"run-{run_id}")))
                 new_dirs[table] = [f"run-{run_id}"]
-            summary.setdefault("parse_seconds", round(time.time() - t_parse, 3))
             summary["write_seconds"] = round(time.time() - t_parse - summary["parse_seconds"], 3)
             log.info("ingest %s: parsed and wrote %d files in %.1f s (%.0f files/s): ingested %d, rejected %d",
                      run_id, n_todo, time.time() - t_parse, n_todo / max(time.time() - t_parse, 1e-9),
