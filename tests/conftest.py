@@ -36,8 +36,9 @@ def spark():
     from spectraldl.config import load_config
     from spectraldl.session import get_spark
 
-    cfg = load_config("local", overrides=["spark.sql.shuffle.partitions=4",
-                                          "spark.driver.extraJavaOptions=-Dspectraldl.launch.probe=yes"])
+    java_opts = load_config("local")["spark"].get("spark.driver.extraJavaOptions", "")
+    cfg = load_config("local", overrides=["spark.sql.shuffle.partitions=4",  # + a JVM option a test looks for
+                                          f"spark.driver.extraJavaOptions={java_opts} -Dspectraldl.launch.probe=yes"])
     s = get_spark("spectraldl-tests", cfg, master="local[2]")
     yield s
     s.stop()
