@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
@@ -59,6 +59,10 @@ class ParseOptions:
     settings: PreprocessSettings
     accept_formats: tuple[str, ...]
     limits: Limits
+    preprocess_id: str = field(init=False)  # the settings' fingerprint, computed once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "preprocess_id", self.settings.fingerprint())
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "ParseOptions":
@@ -90,7 +94,7 @@ def parse_file(path: str, opts: ParseOptions) -> dict[str, Any]:
         return row
     row.update({k: _clean(spec.meta.get(k)) for k in _META})
     row.update(outcome="ok", file_format=spec.format, flux=vec, valid_fraction=np.float32(frac),
-               preprocess_id=opts.settings.fingerprint())
+               preprocess_id=opts.preprocess_id)
     return row
 
 

@@ -88,24 +88,27 @@ _sum = np.add.reduce
 _min = np.minimum.reduce
 
 
-def _window(w: np.ndarray, start: float, stop: float) -> tuple[int, int]:
-    """``(i0, i1)``: the pixels with ``start <= w <= stop``. Remembered for the read-only
-    wavelength grids the LAMOST readers share between files (a dozen distinct grids cover a
-    release), looked up in the array otherwise."""
-    key = (id(w), start, stop)
+def _window(w: np.ndarray, s: PreprocessSettings) -> tuple[int, int, np.ndarray]:
+    """``(i0, i1, side)``: the pixels with ``window_start <= w <= window_stop``, and which of
+    them lie outside the H-alpha core. Remembered for the read-only wavelength grids the LAMOST
+    readers share between files (a dozen distinct grids cover a release), computed otherwise."""
+    key = (id(w), id(s))  # ids, not hashes: hashing the settings costs more than the search
     hit = _WINDOWS.get(key)
-    if hit is not None and hit[0]() is w:
-        return hit[1], hit[2]
-    i0 = int(w.searchsorted(start, side="left"))
-    i1 = int(w.searchsorted(stop, side="right"))
+    if hit is not None and hit[0]() is w and hit[1] is s:
+        return hit[2], hit[3], hit[4]
+    i0 = int(w.searchsorted(s.window_start, side="left"))
+    i1 = int(w.searchsorted(s.window_stop, side="right"))
+    ww = w[i0:i1]
+    side = (ww < s.core_start) | (ww > s.core_stop)
     if not w.flags.writeable:  # a shared grid: its values cannot change under the cache
         if len(_WINDOWS) > 1024:
             _WINDOWS.clear()
-        _WINDOWS[key] = (weakref.ref(w), i0, i1)
-    return i0, i1
+        side.flags.writeable = False
+        _WINDOWS[key] = (weakref.ref(w), s, i0, i1, side)  # holds s: its id stays its own
+    return i0, i1, side
 
 
-_WINDOWS: dict[tuple[int, float, float], tuple[Any, int, int]] = {}
+_WINDOWS: dict[tuple[int, int], tuple[Any, PreprocessSettings, int, int, np.ndarray]] = {}
 
 
 def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None = None,
@@ -149,7 +152,7 @@ def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None
         lo, hi = (w[0], w[-1]) if w.size else (np.nan, np.nan)
         raise SpectrumError("window_not_covered", name,
                             f"{lo:.1f}-{hi:.1f} Å does not cover {s.window_start}-{s.window_stop} Å")
-    i0, i1 = _window(w, s.window_start, s.window_stop)
+    i0, i1, side_w = _window(w, s)
     ww = w[i0:i1]
     fw = np.asarray(flux[i0:i1], dtype=np.float64)
     finite = np.isfinite(fw)
@@ -165,26 +168,25 @@ def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None
     if valid_fraction < s.min_valid_fraction:
         raise SpectrumError("too_few_valid_pixels", name,
                             f"{valid_fraction:.0%} good pixels in the window (need {s.min_valid_fraction:.0%})")
-    wg, fg = ww[g], fw[g]
     if s.continuum == "linear":
-        side = (wg < s.core_start) | (wg > s.core_stop)
+        side = g & side_w  # good pixels outside the H-alpha core
         nside = np.count_nonzero(side)
         if nside < 2:
             raise SpectrumError("too_few_valid_pixels", name, "fewer than 2 good continuum pixels")
         # least-squares straight line in closed form (np.polyfit costs 10x more per spectrum)
-        x, y = wg[side], fg[side]
+        x, y = ww[side], fw[side]
         xm, ym = _sum(x) / nside, _sum(y) / nside
         dx = x - xm
         slope = float(dx @ (y - ym)) / float(dx @ dx)
         cont = ym + slope * (ww - xm)
         if not _min(cont) > 0:  # NaN fails too
             raise SpectrumError("no_signal", name, "continuum <= 0 in the window")
-        fg = fg / cont[g]
-    vec = np.interp(s.grid, wg, fg)
+        fw = fw / cont
+    vec = np.interp(s.grid, ww[g], fw[g])
     if s.normalisation == "zscore":
         mean = _sum(vec) / vec.size
         d = vec - mean
-        sd = np.sqrt(_sum(d * d) / vec.size)
+        sd = math.sqrt(_sum(d * d) / vec.size)
         if not math.isfinite(sd) or sd <= 1e-12 * max(1.0, abs(mean)):
             raise SpectrumError("no_signal", name, "flux constant in the window")
         vec = d / sd
