@@ -173,7 +173,7 @@ class Header:
             i = self._index.get(_CARD_KEYS.get(key) or _card_key(key))
             if i is None:
                 return _MISSING
-            value = self._cache[key] = parse_value(self._text[i + 10:i + CARD])
+            value = self._cache[key] = _card_value(key, self._text[i + 10:i + CARD])
         return value
 
     def __getitem__(self, key: str) -> Any:
@@ -200,12 +200,34 @@ class Header:
                 i = index.get(_CARD_KEYS.get(k) or _card_key(k))
                 if i is None:
                     continue
-                value = cache[k] = parse_value(self._text[i + 10:i + CARD])
+                value = cache[k] = _card_value(k, self._text[i + 10:i + CARD])
             return value
         return None
 
 
 _MISSING = object()
+
+#: Keywords whose values describe the layout or the release rather than the object: they repeat
+#: from file to file of an archive, so their parsed values are remembered by the card's text.
+_LAYOUT_KEYS = frozenset({
+    "SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "EXTEND", "XTENSION", "PCOUNT",
+    "GCOUNT", "EXTNAME", "TFIELDS", "BSCALE", "BZERO", "TELESCOP", "COEFF0", "COEFF1", "VACUUM",
+    "CRVAL1", "CDELT1", "CD1_1", "CRPIX1", "DC-FLAG", "DATA_V", "CLASS", "SUBCLASS",
+})
+_LAYOUT_VALUES: dict[str, Any] = {}
+
+
+def _card_value(key: str, text: str) -> Any:
+    """:func:`parse_value` of a card's value field, remembered for :data:`_LAYOUT_KEYS` and
+    table column cards (the values are immutable: numbers, strings, booleans, None)."""
+    if key in _LAYOUT_KEYS or key.startswith(("TFORM", "TTYPE")):
+        value = _LAYOUT_VALUES.get(text, _MISSING)
+        if value is _MISSING:
+            value = parse_value(text)
+            if len(_LAYOUT_VALUES) < 8192:  # bounded: a hostile archive cannot grow it
+                _LAYOUT_VALUES[text] = value
+        return value
+    return parse_value(text)
 _CARD_KEYS: dict[str, bytes] = {}
 
 
