@@ -125,7 +125,7 @@ def main() -> None:
     ap.add_argument("--real", default=str(ROOT.parent / "shared/data/real"))
     ap.add_argument("--files", type=int, default=50000)
     ap.add_argument("--naive", type=int, default=2000, help="files timed for the naive loop (it is linear)")
-    ap.add_argument("--rounds", type=int, default=3, help="naive + job rounds per file kind (median reported)")
+    ap.add_argument("--rounds", type=int, default=5, help="naive + job rounds per file kind (median reported)")
     ap.add_argument("--memory", default="10000,100000")
     ap.add_argument("--memory-repeats", type=int, default=3, help="fresh sessions per size (JVM heap sizing is noisy)")
     ap.add_argument("--tmp", default=None)

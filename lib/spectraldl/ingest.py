@@ -106,6 +106,7 @@ def tasks_write_spectra(wh: Warehouse, ing: dict[str, Any]) -> bool:
 
 
 def _count(rows, ingested: int = 0) -> tuple[int, int, dict[str, int]]:
+    """``(ingested, rejected, by_reason)`` from ``(reason, count)`` pairs of rejected files."""
     rejected, by_reason = 0, {}
     for reason, n in rows:
         rejected += n
@@ -113,7 +114,7 @@ def _count(rows, ingested: int = 0) -> tuple[int, int, dict[str, int]]:
     return ingested, rejected, by_reason
 
 
-def _parse_tasks_write(spark, wh: Warehouse, work, opts: ParseOptions, run_id: str, staging: str,
+def _parse_tasks_write(wh: Warehouse, work, opts: ParseOptions, run_id: str, staging: str,
                        nparts: int, par: int, ing: dict[str, Any], summary: dict[str, Any], t_parse: float):
     """Parse in tasks that write the spectra files themselves; Spark writes the (small) rejects.
 
@@ -247,7 +248,7 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
             t_parse = time.time()
             work = todo.select("source_path", "file_size", "file_mtime").repartition(nparts)
             if tasks_write_spectra(wh, ing):
-                res = _parse_tasks_write(spark, wh, work, opts, run_id, staging, nparts, par, ing, summary, t_parse)
+                res = _parse_tasks_write(wh, work, opts, run_id, staging, nparts, par, ing, summary, t_parse)
             else:
                 res = _parse_spark_writes(wh, work, opts, run_id, staging, nparts, par, ing, summary, t_parse)
             ingested, rejected, by_reason, written = res
