@@ -206,6 +206,7 @@ class Header:
 
 
 _MISSING = object()
+_TABLE_LAYOUTS: dict[tuple, tuple[list[str], np.dtype]] = {}
 
 #: Keywords whose values describe the layout or the release rather than the object: they repeat
 #: from file to file of an archive, so their parsed values are remembered by the card's text.
@@ -253,8 +254,8 @@ class HDU:
     data_size: int
     xtension: str  # "PRIMARY", "IMAGE", "BINTABLE", "TABLE", ...
 
-    @property
-    def extname(self) -> str:
+    @functools.cached_property
+    def extname(self) -> str:  # asked by every reader's identify
         v = self.header.get("EXTNAME")
         return v.strip().upper() if isinstance(v, str) else ""
 
@@ -407,17 +408,36 @@ class FitsFile:
             raise SpectrumError("too_large", name, f"HDU {hdu.index}: rows of {rowbytes} bytes (limit {self.limits.max_bytes})")
         if rowbytes * nrows > hdu.data_size:
             raise SpectrumError("bad_shape", name, f"HDU {hdu.index}: {nrows} rows of {rowbytes} bytes exceed the data unit")
+        if nfields > h.ncards:  # every field needs a TFORMn card: a huge TFIELDS is not looped over
+            raise SpectrumError("bad_header", name, f"HDU {hdu.index}: TFIELDS = {nfields}, the header has {h.ncards} cards")
+        tforms = tuple(h.get(f"TFORM{i}") for i in range(1, nfields + 1))
+        ttypes = tuple(h.get(f"TTYPE{i}") for i in range(1, nfields + 1))
+        key = (rowbytes, tforms, ttypes, tuple(columns) if columns is not None else None, numeric)
+        layout = _TABLE_LAYOUTS.get(key)
+        if layout is None:  # worked out once per table layout (a release has a handful)
+            layout = self._table_layout(hdu, rowbytes, tforms, ttypes, columns, numeric)
+            if len(_TABLE_LAYOUTS) < 1024 and nfields <= 64:  # bounded, whatever the input
+                _TABLE_LAYOUTS[key] = layout
+        names, dtype = layout
+        rec = np.frombuffer(self.data, dtype=dtype, count=nrows, offset=hdu.data_offset)
+        return {n: rec[n] for n in names}
+
+    def _table_layout(self, hdu: HDU, rowbytes: int, tforms: tuple, ttypes: tuple,
+                      columns: list[str] | None, numeric: bool) -> tuple[list[str], np.dtype]:
+        """The column names and the record dtype of a binary table, checked against NAXIS1."""
+        name = self.name
+        nfields = len(tforms)
         wanted = {c.upper() for c in columns} if columns is not None else None
         names, formats, offsets = [], [], []
         offset = 0
         for i in range(1, nfields + 1):
-            tform = h.get(f"TFORM{i}")
+            tform = tforms[i - 1]
             m = _TFORM_RE.match(tform) if isinstance(tform, str) else None
             if m is None:
                 raise SpectrumError("bad_header", name, f"HDU {hdu.index}: TFORM{i} = {tform!r}")
             repeat = int(m.group(1)) if m.group(1) else 1
             code = m.group(2)
-            ttype = h.get(f"TTYPE{i}")
+            ttype = ttypes[i - 1]
             cname = ttype.strip().upper() if isinstance(ttype, str) else f"COL{i}"
             if code == "A":
                 width = repeat
@@ -447,10 +467,7 @@ class FitsFile:
             offset += width
         if offset != rowbytes:
             raise SpectrumError("bad_shape", name, f"HDU {hdu.index}: TFORMs sum to {offset} bytes, NAXIS1 = {rowbytes}")
-        rec = np.frombuffer(self.data, dtype=np.dtype({"names": names, "formats": formats,
-                                                       "offsets": offsets, "itemsize": rowbytes}),
-                            count=nrows, offset=hdu.data_offset)
-        return {n: rec[n] for n in names}
+        return names, np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": rowbytes})
 
 
 def load_bytes(data: bytes, name: str | None = None, limits: Limits = DEFAULT_LIMITS) -> FitsFile:

@@ -7,6 +7,8 @@ returned is ``10**(COEFF0 + i*COEFF1)`` (log-linear, vacuum); float32 and float6
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .errors import SpectrumError
@@ -34,11 +36,11 @@ def read(ff: FitsFile) -> Spectrum:
         raise SpectrumError("bad_shape", ff.name, f"primary image has {img.shape[0]} rows, a LAMOST LRS image has 5")
     n = img.shape[1]
     wavelength = loglinear_wavelength(h, n, ff.name)
-    row2 = img[2]
-    is_wave = bool(
-        n > 1 and np.isfinite(row2[0]) and np.isfinite(row2[-1])
-        and abs(row2[0] / wavelength[0] - 1) < 1e-3 and abs(row2[-1] / wavelength[-1] - 1) < 1e-3
-    )
+    is_wave = False
+    if n > 1:
+        first, last = float(img[2, 0]), float(img[2, -1])  # Python floats: numpy scalars cost 10x here
+        is_wave = (math.isfinite(first) and math.isfinite(last)
+                   and abs(first / float(wavelength[0]) - 1) < 1e-3 and abs(last / float(wavelength[-1]) - 1) < 1e-3)
     native = img.dtype.newbyteorder("=")
     return Spectrum(
         wavelength=wavelength,
