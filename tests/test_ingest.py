@@ -174,3 +174,13 @@ def test_a_task_failing_mid_write_leaves_no_file(spark, tmp_path, monkeypatch):
     assert t.num_rows == out.column("rows").to_pylist()[kinds.index("file")] == 6 - len(rejected)
     assert t.column("source_path").to_pylist() == [p for p in paths if p not in rejected]
     assert set(t.column("ingest_run").to_pylist()) == {"run1"}
+
+
+def test_output_files_use_every_core_only_for_big_tables():
+    from spectraldl.ingest import output_files
+
+    assert output_files(50_000, 2, 10, 200_000, 10_000) == 2      # one file per core
+    assert output_files(5_000, 2, 2, 200_000, 10_000) == 1        # too few rows to split
+    assert output_files(1_000_000, 2, 200, 200_000, 10_000) == 5  # rows_per_file caps a file
+    assert output_files(30_000, 8, 2, 200_000, 10_000) == 2       # never more than the partitions
+    assert output_files(0, 2, 2, 200_000, 10_000) == 1
