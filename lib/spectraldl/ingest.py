@@ -1,7 +1,10 @@
 """The ingest job's Spark plan: LAMOST files -> ``W/spectra`` and ``W/rejects``, incrementally.
 
 Paths (not file contents) travel through Spark; tasks read and preprocess the files in Python
-(:mod:`spectraldl.parse`) and hand back only the 140-value vectors and metadata. Each run:
+(:mod:`spectraldl.parse`). On a warehouse every task can write with file operations (a local or
+shared POSIX path) the tasks write the ``spectra`` Parquet files themselves and hand back only
+their rejects and file counts (:func:`_parse_tasks_write`); elsewhere they hand back the
+140-value vectors and metadata for Spark to write (:func:`_parse_spark_writes`). Each run:
 
 1. lists the input (:mod:`spectraldl.sources`) and compares it with what the warehouse holds:
    new files and files whose size or mtime changed are processed; unchanged files are skipped
