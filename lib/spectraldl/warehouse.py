@@ -285,7 +285,8 @@ class Warehouse:
         if not dirs:
             if schema is None:
                 raise FileNotFoundError(f"table {table} is empty in {self.root}")
-            return spark.createDataFrame([], schema).limit(0)  # limit 0: an empty relation the optimizer sees (a join with it is planned away)
+            # limit(0): an empty relation the optimizer can see, so a join with it is planned away
+            return spark.createDataFrame([], schema).limit(0)
         return spark.read.parquet(*[self.uri(table, d) for d in dirs])
 
     # -- runs ------------------------------------------------------------------------------
