@@ -108,13 +108,12 @@ def tasks_write_spectra(wh: Warehouse, ing: dict[str, Any]) -> bool:
     return mode == "auto" and isinstance(wh.fs, LocalFS)
 
 
-def _count(rows, ingested: int = 0) -> tuple[int, int, dict[str, int]]:
-    """``(ingested, rejected, by_reason)`` from ``(reason, count)`` pairs of rejected files."""
-    rejected, by_reason = 0, {}
-    for reason, n in rows:
-        rejected += n
-        by_reason[reason] = by_reason.get(reason, 0) + n
-    return ingested, rejected, by_reason
+def _by_reason(pairs) -> dict[str, int]:
+    """``{reason: count}`` from ``(reason, count)`` pairs of rejected files."""
+    out: dict[str, int] = {}
+    for reason, n in pairs:
+        out[reason] = out.get(reason, 0) + n
+    return out
 
 
 def _parse_tasks_write(wh: Warehouse, work, opts: ParseOptions, run_id: str, staging: str,
@@ -144,7 +143,8 @@ def _parse_tasks_write(wh: Warehouse, work, opts: ParseOptions, run_id: str, sta
             files[os.path.basename(r["file"])] = r["rows"]
         else:
             reasons.append((r["reason"], r["n"]))
-    ingested, rejected, by_reason = _count(reasons, sum(files.values()))
+    ingested, by_reason = sum(files.values()), _by_reason(reasons)
+    rejected = sum(by_reason.values())
     summary["parse_seconds"] = round(time.time() - t_parse, 3)  # spectra files written by now
     written = []
     if files:
@@ -178,13 +178,10 @@ def _parse_spark_writes(wh: Warehouse, work, opts: ParseOptions, run_id: str, st
     parsed = (work.mapInArrow(lambda it: parse_batches(it, opts, out_schema), PARSED_SCHEMA)
               .withColumn("ingest_run", F.lit(run_id))
               .persist(StorageLevel.DISK_ONLY))  # parsed once, written to two tables
-    ingested, reasons = 0, []
-    for r in parsed.groupBy("outcome", "reason").count().collect():
-        if r["outcome"] == "ok":
-            ingested += r["count"]
-        else:
-            reasons.append((r["reason"], r["count"]))
-    ingested, rejected, by_reason = _count(reasons, ingested)
+    counts = [(r["outcome"], r["reason"], r["count"]) for r in parsed.groupBy("outcome", "reason").count().collect()]
+    ingested = sum(n for outcome, _, n in counts if outcome == "ok")
+    by_reason = _by_reason((reason, n) for outcome, reason, n in counts if outcome != "ok")
+    rejected = sum(by_reason.values())
     summary["parse_seconds"] = round(time.time() - t_parse, 3)
     written = []
     for table, outcome, cols, n in (("spectra", "ok", SPECTRA_COLUMNS, ingested),
