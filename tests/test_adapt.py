@@ -16,7 +16,7 @@ from spectraldl.io import Spectrum, read_bytes_from_path, read_spectrum
 from spectraldl.parse import ParseOptions, parse_file
 from spectraldl.preprocess import PreprocessSettings, preprocess
 
-real = pytest.mark.skipif(not REAL.is_dir(), reason="no real data")
+real = pytest.mark.realdata
 
 
 def vacuum_to_air_morton(w_vac):
@@ -152,8 +152,6 @@ def test_every_real_ondrejov_file_adapts():
 
 @pytest.fixture(scope="module")
 def pairs():
-    if not REAL.is_dir():
-        pytest.skip("no real data")
     opts = ParseOptions.from_config(load_config("local"))
     out = []
     with open(REAL / "labels" / "cross-matched-pairs.csv", newline="") as fh:
@@ -169,6 +167,7 @@ def median_r(pairs, settings):
     return float(np.median([np.corrcoef(adapt_ondrejov(o, settings)[0], v)[0, 1] for o, v in pairs]))
 
 
+@real
 def test_adapted_pairs_correlate(pairs):
     assert len(pairs) == 22
     cfg = AdaptSettings.from_config(load_config("local")["adapt"])
@@ -181,6 +180,7 @@ def test_adapted_pairs_correlate(pairs):
     assert 0.89 < no_blur < 0.93     # the thesis measured 0.910 without blur
 
 
+@real
 def test_sigma_sweep_peaks_near_the_derived_kernel(pairs):
     r = {s: median_r(pairs, AdaptSettings(sigma_px=float(s)) if s else AdaptSettings(blur=False))
          for s in (0, 3, 5, 7, 9, 11)}

@@ -23,7 +23,7 @@ from spectraldl.parse import ParseOptions, parse_file
 from spectraldl.preprocess import PreprocessSettings, preprocess
 from spectraldl.warehouse import Warehouse
 
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="no real data")
+pytestmark = pytest.mark.realdata
 OVERRIDES = [f"io.max_bytes={TEST_MAX_BYTES}", "ingest.paths_per_task=20"]
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import REAL, ROOT
 
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="no real data")
+pytestmark = pytest.mark.realdata
 import pyspark  # noqa: E402
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent

@@ -11,7 +11,7 @@ from spectraldl.io import read_spectrum
 from spectraldl.models import CLASSES
 from spectraldl.preprocess import DEFAULT_SETTINGS, preprocess
 
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="no real data")
+pytestmark = pytest.mark.realdata
 NAMES = {0: "emission", 1: "absorption", 3: "double_peak"}
 
 

@@ -30,7 +30,7 @@ from spectraldl.ingest import run_ingest
 from spectraldl.parse import FAULT_INJECT_ENV
 from spectraldl.warehouse import LockedError, Warehouse
 
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="no real data")
+pytestmark = pytest.mark.realdata
 SETTINGS = ["ingest.paths_per_task=4"]  # several parse tasks, so one can fail among others
 BAD_KINDS = ["empty", "truncated_data", "html_error_page", "broken_symlink", "directory", "nan_window", "mrs"]
 #: Seed of the kill delays; set SPECTRALDL_FAULT_SEED to replay a failure (the test prints it).

@@ -15,7 +15,7 @@ from spectraldl.config import load_config
 from spectraldl.ingest import run_ingest
 from spectraldl.warehouse import Warehouse
 
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="no real data")
+pytestmark = pytest.mark.realdata
 LAMOST = REAL / "lamost"
 DEAD_FIBRE = "spec-58575-HD103621N361936B01_sp03-018.fits"
 BT_CMI = "bt-cmi-lamost.fits"

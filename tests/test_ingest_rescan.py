@@ -13,7 +13,7 @@ from spectraldl.config import load_config
 from spectraldl.ingest import run_ingest
 from spectraldl.warehouse import LockedError, Warehouse
 
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="no real data")
+pytestmark = pytest.mark.realdata
 PICK = ["podondra_bt-spectraldl/bt-cmi-lamost.fits",
         "podondra_spectraml/spec-55916-B5591606_sp01-001.fits",
         "LiangJunC_PyLASP/3703110.fits",

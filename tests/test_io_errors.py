@@ -1,6 +1,7 @@
 """Bad input: every failure is a SpectrumError with a reason code and the file name."""
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 
@@ -9,15 +10,32 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REAL, real_files
+from conftest import REAL
 from spectraldl.io import Limits, SpectrumError, read_spectrum
 
-SAMPLE = [REAL / "lamost/podondra_bt-spectraldl/bt-cmi-lamost.fits",          # DR1 float32 image
-          REAL / "lamost/podondra_spectraml/spec-55916-B5591606_sp01-001.fits",  # DR2 float64
-          REAL / "lamost/LiangJunC_PyLASP/3703110.fits",                        # DR10 COADD
-          REAL / "ondrejov/podondra_bt-spectraldl/td240024.fits",               # Ondřejov table
-          REAL / "ondrejov/podondra_bt-spectraldl/samples_bt-cmi-ondrejov.fits"]  # IRAF
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="no real data")
+LAYOUTS = ("dr1", "dr2", "dr9", "table", "iraf")
+REAL_SAMPLE = {"dr1": REAL / "lamost/podondra_bt-spectraldl/bt-cmi-lamost.fits",            # DR1 float32 image
+               "dr2": REAL / "lamost/podondra_spectraml/spec-55916-B5591606_sp01-001.fits",  # DR2 float64
+               "dr9": REAL / "lamost/LiangJunC_PyLASP/3703110.fits",                        # DR10 COADD
+               "table": REAL / "ondrejov/podondra_bt-spectraldl/td240024.fits",             # Ondřejov table
+               "iraf": REAL / "ondrejov/podondra_bt-spectraldl/samples_bt-cmi-ondrejov.fits"}  # IRAF
+#: The fuzzing runs on synthetic files of every layout (no real data needed) and on real ones.
+ORIGINS = ["synthetic", pytest.param("real", marks=pytest.mark.realdata)]
+
+
+@pytest.fixture(scope="module")
+def sample(synth_samples):
+    """The synthetic file of each layout (conftest's ``synth_samples``), as bytes."""
+    return {k: synth_samples[k].read_bytes() for k in LAYOUTS}
+
+
+@functools.cache
+def _real_sample() -> dict[str, bytes]:
+    return {k: REAL_SAMPLE[k].read_bytes() for k in LAYOUTS}
+
+
+def _samples(origin: str, synthetic: dict[str, bytes]) -> dict[str, bytes]:
+    return synthetic if origin == "synthetic" else _real_sample()
 
 
 def reason_of(source, **kw) -> str:
@@ -52,8 +70,8 @@ def test_path_errors(tmp_path):
     assert reason_of(tmp_path / "empty.fits") == "empty_file"
 
 
-def test_content_errors():
-    good = SAMPLE[0].read_bytes()
+def test_content_errors(sample):
+    good = sample["dr1"]
     assert reason_of(b"<html><body>404 Not Found</body></html>", name="x.fits") == "not_fits"
     assert reason_of(good[:1000], name="x") == "truncated"       # inside the header
     assert reason_of(good[:20000], name="x") == "truncated"      # inside the data
@@ -66,7 +84,7 @@ def test_content_errors():
     no_end = good[:2880 * 4].replace(b"END" + b" " * 77, b"XND" + b" " * 77)
     assert reason_of(no_end, name="x") == "bad_header"
     assert reason_of(good[:100] + "é".encode("latin-1") + good[101:], name="x") == "bad_header"
-    assert reason_of(SAMPLE[2].read_bytes().replace(b"TTYPE1  = 'FLUX", b"TTYPE1  = 'FLUQ"), name="x") == "missing_column"
+    assert reason_of(sample["dr9"].replace(b"TTYPE1  = 'FLUX", b"TTYPE1  = 'FLUQ"), name="x") == "missing_column"
     # a valid FITS file no reader knows: an empty primary only
     empty = card("SIMPLE  =                    T") + card("BITPIX  =                    8") + \
         card("NAXIS   =                    0") + card("END")
@@ -79,21 +97,22 @@ def test_gzip_bomb_limit():
     assert reason_of(bomb, name="bomb.fits", limits=Limits(max_bytes=1 << 20)) == "too_large"
 
 
-def test_file_size_limit(tmp_path):
+def test_file_size_limit(tmp_path, sample):
     p = tmp_path / "big.fits"
-    p.write_bytes(SAMPLE[0].read_bytes())
+    p.write_bytes(sample["dr1"])
     assert reason_of(p, limits=Limits(max_bytes=10000)) == "too_large"
 
 
-def test_long_header_is_read():
-    good = SAMPLE[0].read_bytes()
+@pytest.mark.parametrize("origin", ORIGINS)
+def test_long_header_is_read(origin, sample):
+    good = _samples(origin, sample)["dr1"]
     hdr_end = good.index(b"END" + b" " * 77)
     extra = b"".join(card(f"X{i:07d}= {i:20d}") for i in range(10000))
     body_start = -(-(hdr_end + 80) // 2880) * 2880
     header = good[:hdr_end] + extra + card("END")
     header = header.ljust(-(-len(header) // 2880) * 2880, b" ")
     s = read_spectrum(header + good[body_start:], name="long.fits")
-    np.testing.assert_array_equal(s.flux, read_spectrum(SAMPLE[0]).flux)
+    np.testing.assert_array_equal(s.flux, read_spectrum(good, name="short.fits").flux)
 
 
 def _only_spectrum_errors(data: bytes) -> None:
@@ -112,18 +131,21 @@ def test_random_bytes(data):
     _only_spectrum_errors(b"SIMPLE  =" + data)
 
 
+@pytest.mark.parametrize("origin", ORIGINS)
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(SAMPLE), st.floats(0, 1))
-def test_truncations(path, frac):
-    data = path.read_bytes()
+@given(layout=st.sampled_from(LAYOUTS), frac=st.floats(0, 1))
+def test_truncations(origin, sample, layout, frac):
+    data = _samples(origin, sample)[layout]
     _only_spectrum_errors(data[: int(len(data) * frac)])
 
 
+@pytest.mark.parametrize("origin", ORIGINS)
 @settings(max_examples=500, deadline=None)
-@given(st.sampled_from(SAMPLE), st.lists(st.tuples(st.floats(0, 0.999), st.integers(0, 7)), min_size=1, max_size=8),
-       st.booleans())
-def test_bit_flips(path, flips, in_header):
-    data = bytearray(path.read_bytes())
+@given(layout=st.sampled_from(LAYOUTS),
+       flips=st.lists(st.tuples(st.floats(0, 0.999), st.integers(0, 7)), min_size=1, max_size=8),
+       in_header=st.booleans())
+def test_bit_flips(origin, sample, layout, flips, in_header):
+    data = bytearray(_samples(origin, sample)[layout])
     span = 2880 * 3 if in_header else len(data)
     for pos, bit in flips:
         data[int(pos * span)] ^= 1 << bit

@@ -1,18 +1,21 @@
-"""Every real file in ../shared/data/real reads, and its arrays and keywords equal astropy's."""
+"""Every real file in ../shared/data/real reads, and its arrays and keywords equal astropy's; the
+folder holds exactly the files of the committed list (scripts/real_data/sources.tsv), bytes verified."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import warnings
 
 import numpy as np
 import pytest
 from astropy.io import fits
 
-from conftest import real_files
+from conftest import REAL_SPECTRA, real_files
+from realdata import NOT_IN_PROVENANCE, read_sources
 from spectraldl.io import SpectrumError, read_spectrum
 from spectraldl.io.fits import load_bytes
 
-FILES = real_files()
+pytestmark = pytest.mark.realdata
 EXPECTED_FORMAT = {  # from PROVENANCE.tsv's format column
     "old LRS": ("lamost_lrs_dr1", "lamost_lrs_image"),
     "new LRS": ("lamost_lrs_coadd",),
@@ -37,11 +40,20 @@ def _astropy(path):
 
 
 def test_real_corpus_is_complete(real_dir):
-    assert len(FILES) == 161
-    assert len(provenance(real_dir)) == 161
+    """The folder holds the listed spectra, byte for byte, and its PROVENANCE.tsv is the list's."""
+    assert len(REAL_SPECTRA) == 165  # 161 + 4 DR10 spectra with nebular contamination
+    assert real_files() == REAL_SPECTRA
+    listed = read_sources()
+    spectra_rows = [r for r in listed if not r["file"].startswith(NOT_IN_PROVENANCE)]
+    prov = (real_dir / "PROVENANCE.tsv").read_text().splitlines()
+    assert prov[1:] == ["\t".join(r.values()) for r in spectra_rows]  # same rows, same order
+    assert len(provenance(real_dir)) == 165
+    for r in listed:
+        data = (real_dir / r["file"]).read_bytes()
+        assert (hashlib.sha256(data).hexdigest(), len(data)) == (r["sha256"], int(r["bytes"])), r["file"]
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", REAL_SPECTRA, ids=[f"{p.parent.name}/{p.name}" for p in REAL_SPECTRA])
 def test_real_file_equals_astropy(path, real_dir):
     rel = str(path.relative_to(real_dir))
     prov = provenance(real_dir)[rel]

@@ -17,7 +17,7 @@ from spectraldl.preprocess import DEFAULT_SETTINGS
 from spectraldl.score import run_score
 from spectraldl.warehouse import Warehouse
 
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="no real data")
+pytestmark = pytest.mark.realdata
 FILES = ["podondra_bt-spectraldl/bt-cmi-lamost.fits", "LiangJunC_PyLASP/3703110.fits",
          "LiangJunC_PyLASP/3706009.fits", "podondra_spectraml/spec-55916-B5591606_sp01-001.fits",
          "ChenfaZheng_LAMOST-SBC/101008.fits", "podondra_bt-spectraldl/spec-55903-B90306_sp06-163.fits"]

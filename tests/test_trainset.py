@@ -76,11 +76,12 @@ def test_grouped_split_is_stratified_grouped_and_deterministic():
 
 
 # -- the job on the real files ------------------------------------------------------------------
+real = pytest.mark.realdata
+
+
 @pytest.fixture(scope="module")
 def warehouse(spark, tmp_path_factory):
     """A warehouse holding a few real LAMOST spectra (for --extra-labels) and the real training set."""
-    if not REAL.is_dir():
-        pytest.skip("no real data")
     wh = tmp_path_factory.mktemp("wh-trainset")
     lst = wh.parent / "lamost-few.txt"
     lst.write_text("\n".join(str(REAL / "lamost" / "podondra_bt-spectraldl" / f) for f in LAMOST_FEW) + "\n")
@@ -97,6 +98,7 @@ def real_run(spark, warehouse):
     return summary, table
 
 
+@real
 def test_labels_join_the_real_files(real_run):
     summary, table = real_run
     files = sorted(str(p) for p in ONDREJOV.rglob("*.fits"))
@@ -121,6 +123,7 @@ def test_labels_join_the_real_files(real_run):
     assert on_disk["status"] == "ok" and on_disk["seen"] == 29
 
 
+@real
 def test_counts_reconcile_and_splits_group_stars(real_run):
     s, table = real_run
     assert s["seen"] == s["ondrejov_in_table"] + s["dropped_unknown"] + s["unlabelled"] + s["rejected"] + s["duplicates"]
@@ -133,6 +136,7 @@ def test_counts_reconcile_and_splits_group_stars(real_run):
         assert row["group"] == group_key(row["object"], None, None, "") == "".join(row["object"].upper().split())
 
 
+@real
 def test_vectors_equal_adapt_ondrejov(real_run):
     _, table = real_run
     a, p = AdaptSettings(), PreprocessSettings()
@@ -144,6 +148,7 @@ def test_vectors_equal_adapt_ondrejov(real_run):
         assert row["object"] == spec.meta["object"]
 
 
+@real
 def test_unknown_duplicate_rejected_and_missing(spark, tmp_path):
     """Built from copies: one file per outcome, through the job's entry point."""
     src = tmp_path / "src"
@@ -186,6 +191,7 @@ def test_unknown_duplicate_rejected_and_missing(spark, tmp_path):
         spark.conf.set("spark.sql.shuffle.partitions", "4")  # the job's config re-applied local.toml's
 
 
+@real
 def test_extra_labels_add_lamost_rows(spark, warehouse, real_run, tmp_path):
     lam = Warehouse(str(warehouse)).read_table(spark, "spectra").toPandas().set_index("source_path")
     paths = sorted(lam.index)
