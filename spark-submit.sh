@@ -115,20 +115,9 @@ export_runtime_env() {
 }
 
 package_zip() {
-  # The package (and conf/) as one zip for --py-files on cluster masters.
-  mkdir -p "$ROOT/dist"
-  local zip="$ROOT/dist/spectraldl.zip"
-  "$VENV/bin/python" - "$ROOT" "$zip" <<'PYEOF'
-import pathlib, sys, zipfile
-root, out = pathlib.Path(sys.argv[1]), sys.argv[2]
-with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-    for p in sorted((root / "lib").rglob("*")):
-        if p.is_file() and "__pycache__" not in p.parts:
-            z.write(p, p.relative_to(root / "lib"))
-    for p in sorted((root / "conf").glob("*.toml")):
-        z.write(p, f"spectraldl/_conf/{p.name}")
-PYEOF
-  echo "$zip"
+  # The package (model, templates) and conf/ as one zip for --py-files on cluster masters: the same
+  # archive 'python -m spectraldl --zip DIR' writes for users of an installed package.
+  PYTHONPATH="$ROOT/lib" "$VENV/bin/python" -m spectraldl --zip "$ROOT/dist"
 }
 
 run_job() {
@@ -172,13 +161,17 @@ run_job() {
   [ -n "$config" ] && jobargs+=(--config "$config")
   # Settings the driver JVM reads as it starts (spark.driver.memory...) must be given to
   # spark-submit: the job's session builder comes too late for them. A --conf given here wins.
-  local given=" ${spark_conf[*]+${spark_conf[*]}} " kv java_opts=""
+  # The config is read (and every setting checked) here, before a JVM starts: a bad setting
+  # ends the run at once with one line naming it, exit 2.
+  local given=" ${spark_conf[*]+${spark_conf[*]}} " kv java_opts="" launch
+  launch="$(PYTHONPATH="$ROOT/lib" "$VENV/bin/python" -c \
+           'import sys; from spectraldl.config import print_launch_conf; print_launch_conf(sys.argv[1:])' \
+           "${jobargs[@]}" ${sets[@]+"${sets[@]}"})" || exit 2
   while IFS= read -r kv; do
+    [ -n "$kv" ] || continue
     case "$given" in *" ${kv%%=*}="*) continue ;; esac
     case "$kv" in spark.driver.extraJavaOptions=*) java_opts="${kv#*=}" ;; *) spark_conf+=(--conf "$kv") ;; esac
-  done < <(PYTHONPATH="$ROOT/lib" "$VENV/bin/python" -c \
-           'import sys; from spectraldl.config import print_launch_conf; print_launch_conf(sys.argv[1:])' \
-           "${jobargs[@]}" ${sets[@]+"${sets[@]}"} 2>/dev/null)  # a bad config: the job itself says why
+  done <<< "$launch"
   case "$given" in
     *" spark.driver.extraJavaOptions="*) ;;
     *) spark_conf+=(--conf "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties${java_opts:+ $java_opts}") ;;

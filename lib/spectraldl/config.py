@@ -27,8 +27,9 @@ class ConfigError(ValueError):
 
 
 def conf_dir():
-    """Where the layered TOML files live: ``$SPECTRALDL_CONF_DIR``, the repository's ``conf/``,
-    or the copy shipped inside the package zip (``spectraldl/_conf``, cluster deploy mode).
+    """Where the layered TOML files live: ``$SPECTRALDL_CONF_DIR``; in a checkout (the package
+    imported from ``lib/spectraldl``) the repository's ``conf/``; else the copy the build put inside
+    the package (``spectraldl/_conf``: an installed wheel, the ``--py-files`` zip on a cluster).
 
     Returns a ``pathlib.Path`` or an ``importlib.resources`` Traversable (inside a zip).
     """
@@ -36,9 +37,10 @@ def conf_dir():
     if env:
         return Path(env)
     here = Path(__file__).resolve().parent
-    cand = here.parent.parent / "conf"
-    if (cand / "defaults.toml").is_file():
-        return cand
+    if here.parent.name == "lib":  # never a conf/ that merely happens to sit near site-packages
+        cand = here.parent.parent / "conf"
+        if (cand / "defaults.toml").is_file():
+            return cand
     packaged = importlib.resources.files("spectraldl") / "_conf"
     if packaged.joinpath("defaults.toml").is_file():
         return packaged
