@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     for s in (float(x) for x in a.sigmas.split(",")):
         st = replace(base, blur=s > 0, sigma_px=s if s > 0 else 0.0)
         line(f"  sigma {s:g} px", correlations(pairs, st, config), f"{THESIS[int(s)]:.3f}" if s in THESIS else "")
-    print(f"\nper pair (no blur -> configured): " + ", ".join(
+    print("\nper pair (no blur -> configured): " + ", ".join(
         f"{n.removesuffix('.fits')} {x:.3f}->{y:.3f}" for (n, _, _), x, y in zip(pairs, no_blur, adapted)))
     print(f"\n{time.time() - t0:.2f} s")
     return 0

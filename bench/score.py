@@ -42,7 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     setup_logging("WARNING")
     cores = os.cpu_count() or 1
-    cfg = load_config("local", overrides=[f"score.tf_threads=1"])
+    cfg = load_config("local", overrides=["score.tf_threads=1"])
     spark = get_spark("bench-score", cfg, master=f"local[{cores}]")
     tmp = Path(tempfile.mkdtemp(prefix="bench-score-"))
     try:

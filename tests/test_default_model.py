@@ -55,7 +55,7 @@ def test_real_lamost_cross_matched_stars(model):
 
 def test_bt_cmi_and_cool_stars(model):
     lamost = sorted(p for p in (REAL / "lamost").rglob("*.fits*") if not p.name.startswith("med-"))
-    cool, hot_emitter = [], None
+    cool = []
     for p in lamost:
         s = read_spectrum(p)
         sub = s.meta.get("lamost_subclass") or ""

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from astropy.io import fits
 
-from conftest import REAL, ROOT
+from conftest import ROOT
 from spectraldl.cli import run
 from spectraldl.io import read_spectrum
 from spectraldl.io.fits import load_bytes

@@ -68,7 +68,6 @@ def test_two_workers_rank0_weights_saved(trained):
 
 
 def test_metrics_agree_with_recomputed_predictions(spark, trained):
-    import tensorflow as tf
     from spectraldl.artifact import load_model
     wh, cfg, s = trained
     model, meta = load_model(s["model_dir"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from .io import FORMAT_SURVEY, Limits, SpectrumError, read_spectrum
 from .preprocess import PreprocessSettings, preprocess
 from .sources import read_source_bytes
 from .worker import prepare_worker
+
+if TYPE_CHECKING:  # imported where used: pyarrow is not needed to read files
+    import pyarrow as pa
 
 #: Columns of the staging output (spectra and rejects columns together, plus ``outcome``).
 PARSED_SCHEMA = (
@@ -137,17 +140,17 @@ def _rows_batch(rows: list[dict[str, Any]], listing: "pa.RecordBatch", schema: "
     picked = rows if take is None else [rows[i] for i in take]
     n = len(picked)
     arrays = []
-    for field in schema:
-        name = field.name
+    for fld in schema:
+        name = fld.name
         if constants and name in constants:
-            arrays.append(pa.array([constants[name]] * n, type=field.type))
+            arrays.append(pa.array([constants[name]] * n, type=fld.type))
         elif name in _LISTING_COLUMNS:
             col = listing.column(name) if take is None else listing.column(name).take(pa.array(take, pa.int32()))
-            arrays.append(col.cast(field.type))
+            arrays.append(col.cast(fld.type))
         elif name == "flux":
-            arrays.append(_list_array([r.get("flux") for r in picked], field.type))
+            arrays.append(_list_array([r.get("flux") for r in picked], fld.type))
         else:
-            arrays.append(pa.array([r.get(name) for r in picked], type=field.type))
+            arrays.append(pa.array([r.get(name) for r in picked], type=fld.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 

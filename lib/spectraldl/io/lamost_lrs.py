@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .errors import SpectrumError
 from .fits import FitsFile
 from .meta import normalise_meta
 from .spectrum import Spectrum
-from .wavelength import check_wavelength, loglinear_wavelength
+from .wavelength import loglinear_wavelength
 
 FORMATS = ("lamost_lrs_dr1", "lamost_lrs_image")
 

@@ -7,8 +7,6 @@ cards without a value) that are skipped; the archive tables have columns ``spect
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .errors import SpectrumError
 from .fits import HDU, FitsFile
 from .meta import normalise_meta
