@@ -76,9 +76,24 @@ def read_spectrum(source: Source, name: str | None = None, limits: Limits | None
 
     Examples
     --------
+    A path (a real DR2 file; not shipped, hence skipped):
+
     >>> s = read_spectrum("spec-55916-B5591606_sp01-001.fits")  # doctest: +SKIP
     >>> s.format, s.wavelength[0]                                # doctest: +SKIP
     ('lamost_lrs_image', 3699.98...)
+
+    Bytes, here a synthetic DR2 file, gzipped (found by its magic bytes, not the name):
+
+    >>> from spectraldl.synth import SynthConfig, make_spectrum
+    >>> from spectraldl.synth.formats import encode
+    >>> data = encode(make_spectrum(0, 1, "lamost", SynthConfig.defaults(), layout="dr2", compression="gzip"))
+    >>> s = read_spectrum(data, name="spec.fits")
+    >>> s.format, len(s), s.medium, round(float(s.wavelength[0]), 2)
+    ('lamost_lrs_image', 3909, 'vacuum', 3699.99)
+    >>> read_spectrum(b"<html>404 Not Found</html>", name="x.fits")
+    Traceback (most recent call last):
+        ...
+    spectraldl.io.errors.SpectrumError: x.fits: not_fits: does not start with a SIMPLE card (looks like HTML/XML)
     """
     limits = limits or DEFAULT_LIMITS
     try:
