@@ -1,5 +1,5 @@
 """Candidate catalogue (CSV, VOTable), labelling export and an offline HTML report under W/reports."""
-from spectraldl.cli import JobFailed, entry
+from spectraldl.cli import entry
 
 
 def add_arguments(p):
@@ -9,15 +9,9 @@ def add_arguments(p):
 
 
 def main(ctx):
-    from spectraldl.report.build import run_report
+    from spectraldl.report.build import run_report, summary_line
     a = ctx.args
-    try:
-        s = run_report(ctx.spark(), a.warehouse, ctx.config, a.top, a.model_version)
-    except FileNotFoundError as exc:
-        raise JobFailed(str(exc)) from None
-    return (f"report {s['run_id']}: {s['scored']} spectra scored by {s['model_version']}, "
-            f"{s['candidates_stars']} star candidates ({s['candidate_spectra_stars']} spectra), "
-            f"{s['candidates_extragalactic']} galaxies/QSOs apart; open {s['report']}")
+    return summary_line(run_report(ctx.spark(), a.warehouse, ctx.config, a.top, a.model_version))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Build the training set: labelled Ondřejov spectra, domain-adapted, split by star, in W/trainset."""
-from spectraldl.cli import JobFailed, entry
+from spectraldl.cli import add_break_lock, entry
 
 
 def add_arguments(p):
@@ -7,18 +7,14 @@ def add_arguments(p):
     p.add_argument("--labels", required=True, help="label CSV 'id,label' (0 emission, 1 absorption, 2 unknown, 3 double-peak)")
     p.add_argument("--warehouse", required=True, help="warehouse root (local path or Hadoop URI)")
     p.add_argument("--extra-labels", default=None, help="CSV 'source_path,label' (class names) of LAMOST rows in W/spectra")
-    p.add_argument("--break-lock", action="store_true", help="remove a stale lock left by a crashed run")
+    add_break_lock(p)
 
 
 def main(ctx):
-    from spectraldl.trainset import CountMismatch, EmptyTrainset, run_trainset, summary_line
-    from spectraldl.warehouse import LockedError
+    from spectraldl.trainset import run_trainset, summary_line
     a = ctx.args
-    try:
-        s = run_trainset(ctx.spark(), a.input, a.labels, a.warehouse, ctx.config, a.extra_labels, a.break_lock)
-    except (LockedError, CountMismatch, EmptyTrainset) as exc:
-        raise JobFailed(str(exc)) from None
-    return summary_line(s)
+    return summary_line(run_trainset(ctx.spark(), a.input, a.labels, a.warehouse, ctx.config, a.extra_labels,
+                                     a.break_lock))
 
 
 if __name__ == "__main__":

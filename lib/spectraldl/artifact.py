@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .errors import JobError
 from .models import CLASSES
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
@@ -21,7 +22,7 @@ MODEL_FILE = "model.keras"
 META_FILE = "model.json"
 
 
-class ModelError(RuntimeError):
+class ModelError(JobError):
     """A model directory is missing, incomplete or incompatible."""
 
 

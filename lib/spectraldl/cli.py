@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .config import ConfigError, load_config
-from .errors import UsageError
+from .errors import JobError, UsageError
 from .session import setup_logging
 
 log = logging.getLogger("spectraldl")
 
 
-class JobFailed(RuntimeError):
-    """The job could not do its work (exit code 1); the message says why."""
+#: The job could not do its work (exit code 1); the message says why.
+JobFailed = JobError
 
 
 @dataclass
@@ -35,6 +35,12 @@ class JobContext:
         """The job's SparkSession (built on first use)."""
         from .session import get_spark
         return get_spark(f"spectraldl-{self.name}", self.config)
+
+
+def add_break_lock(p: argparse.ArgumentParser) -> None:
+    """``--break-lock``, which every job that writes to the warehouse accepts."""
+    p.add_argument("--break-lock", action="store_true",
+                   help="remove another run's warehouse lock first (a run that crashed and left it)")
 
 
 def build_parser(name: str, doc: str | None, add_arguments: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
@@ -66,7 +72,7 @@ def run(name: str, doc: str | None, add_arguments: Callable[[argparse.ArgumentPa
     except (UsageError, ConfigError) as exc:  # not any ValueError: a bug must not pass for a typo
         log.error("%s: bad arguments: %s", name, exc)
         return 2
-    except JobFailed as exc:
+    except JobError as exc:
         log.error("%s failed: %s", name, exc)
         return 1
     except Exception:

@@ -1,7 +1,8 @@
 """Layered configuration: conf/defaults.toml < conf/<env>.toml < --config FILE < --set KEY=VALUE.
 
 Every key must be declared in ``defaults.toml``; a later layer that names an unknown key or gives
-a value of another type is refused with a clear message (a typo must not silently do nothing).
+a value of another type is refused with a clear message (a typo must not silently do nothing),
+and so is a value outside its allowed range (:mod:`spectraldl.config_check`).
 Values from ``--set`` are parsed as TOML scalars (``140``, ``6519.0``, ``true``, ``"x"``) and fall
 back to plain strings. The ``[spark]`` section is free-form: Spark settings, passed to the session.
 """
@@ -13,6 +14,8 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Iterable
+
+from .config_check import violations
 
 FREE_SECTIONS = ("spark",)
 #: ``[spark]`` settings the driver JVM reads as it starts: given to a session builder afterwards,
@@ -126,6 +129,9 @@ def load_config(env: str = "local", config_file: str | os.PathLike | None = None
         _merge(cfg, _load_toml(Path(config_file)), str(config_file))
     for item in overrides:
         _merge(cfg, parse_override(item), f"--set {item}")
+    problems = violations(cfg)
+    if problems:
+        raise ConfigError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     cfg["_env"] = env
     return copy.deepcopy(cfg)
 
@@ -137,12 +143,19 @@ def launch_settings(config: dict[str, Any]) -> dict[str, str]:
 
 def print_launch_conf(argv: list[str]) -> None:
     """``KEY=VALUE`` lines of :func:`launch_settings` for ``[--env E] [--config F] [--set K=V ...]``
-    (``spark-submit.sh`` turns them into ``--conf`` options)."""
+    (``spark-submit.sh`` turns them into ``--conf`` options). A bad configuration is one line on
+    stderr and exit status 2, before any JVM starts."""
     import argparse
     ap = argparse.ArgumentParser(prog="launch-conf")
     ap.add_argument("--env", default="local")
     ap.add_argument("--config")
     ap.add_argument("--set", action="append", default=[])
-    args = ap.parse_args(argv)
-    for key, value in launch_settings(load_config(args.env, args.config, args.set)).items():
+    args, _ = ap.parse_known_args(argv)
+    try:
+        cfg = load_config(args.env, args.config, args.set)
+    except ConfigError as exc:
+        import sys
+        print(f"bad configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for key, value in launch_settings(cfg).items():
         print(f"{key}={value}")

@@ -12,3 +12,13 @@ class UsageError(ValueError):
 
     A ``ValueError`` subclass, so callers that catch ``ValueError`` keep working.
     """
+
+
+class JobError(RuntimeError):
+    """The job could not do its work (exit status 1, one line naming the cause): the warehouse is
+    locked, counts do not add up, no usable model or training set. Not a bug: that is any other
+    exception, logged with its traceback."""
+
+
+class CountMismatch(JobError):
+    """Per-file outcomes do not add up to the files seen: nothing is committed."""

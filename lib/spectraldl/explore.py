@@ -2,8 +2,8 @@
 
 Do the domain-adapted Ondřejov spectra look like LAMOST spectra, and do the classes separate?
 
-1. PCA is fitted with Spark ML (:class:`pyspark.ml.feature.PCA`, distributed: the 140 x 140
-   covariance is summed over the partitions) on every vector of ``W/spectra`` and ``W/trainset``
+1. PCA is fitted with Spark ML (:class:`pyspark.ml.feature.PCA`, distributed: the n x n
+   covariance of the n-point vectors is summed over the partitions) on every vector of ``W/spectra`` and ``W/trainset``
    together, so both live in one space;
 2. a random sample (``[explore] archive_sample`` archive rows, ``trainset_sample`` training rows)
    is projected onto ``pca_components`` components and brought to the driver, where t-SNE
@@ -12,7 +12,8 @@ Do the domain-adapted Ondřejov spectra look like LAMOST spectra, and do the cla
    set by class, of the archive by LAMOST class, and both together; the coordinates to
    ``embedding.csv`` beside them; the run summary to ``W/runs/explore-<run_id>.json``.
 
-Explore only reads the tables (no lock): the manifest makes what it reads a consistent state.
+Explore only reads the tables (no lock): the manifest pinned at its start makes what it reads a
+consistent state, kept by cleanup for ``warehouse.retention_hours``.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import UsageError
-from .warehouse import Warehouse, is_local, local_path, new_run_id, utc_now
+from .lifecycle import JobRun
+from .warehouse import Warehouse, is_local, local_path
 
 log = logging.getLogger(__name__)
 
@@ -144,77 +146,91 @@ def draw_maps(wh: Warehouse, out_dir: str, emb: pd.DataFrame, s: ExploreSettings
     return paths
 
 
-def run_explore(spark, warehouse: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Fit the PCA, embed a sample with t-SNE and draw the maps; returns the run summary."""
+def run_explore(spark, warehouse: str, config: dict[str, Any], parent: JobRun | None = None) -> dict[str, Any]:
+    """Fit the PCA, embed a sample with t-SNE and draw the maps; returns the run summary.
+
+    Reads the tables of the manifest it started from (no lock: it writes only its own
+    ``W/reports/<run_id>/maps``). Empty tables are no work: the run ends ok and says so.
+    """
+    s = ExploreSettings.from_config(config["explore"])
+    with JobRun(spark, "explore", warehouse, config, parent=parent) as run:
+        run.summary["settings"] = s.__dict__.copy()
+        run.summary.update(rows={}, sampled={}, maps={}, explained_variance=[0.0, 0.0], pca_components=0)
+        parts = _tables(run)
+        run.describe("count")
+        counts = {name: df.count() for name, df in parts}
+        run.summary["rows"] = counts
+        if sum(counts.values()) < 3:
+            run.nothing_to_do(f"too few vectors to map ({counts or 'no spectra and no training set'})")
+            return run.summary
+        emb, evr, k, pids = _embed(run, parts, counts, s)
+        out_dir = run.wh.path("reports", run.run_id, "maps")
+        maps = draw_maps(run.wh, out_dir, emb, s, evr)
+        _write_bytes(run.wh, f"{out_dir}/embedding.csv", emb.to_csv(index=False).encode())
+        run.summary.update(preprocess_ids=pids, pca_components=k, explained_variance=evr,
+                           sampled={n: int((emb["source"] == n).sum()) for n, _ in parts},
+                           sampled_by_class={f"{a}:{b}": int(v) for (a, b), v in emb.groupby(["source", "cls"]).size().items()},
+                           maps=maps, embedding=f"{out_dir}/embedding.csv")
+        return run.summary
+
+
+def _tables(run: JobRun) -> list[tuple[str, Any]]:
+    """``(name, rows)`` of the archive and the training set, in common columns."""
+    from pyspark.sql import functions as F
+    parts = []
+    if run.table_dirs("spectra"):
+        parts.append(("archive", run.read_table("spectra").select(
+            F.lit("archive").alias("source"), F.col("source_path").alias("key"),
+            F.coalesce("lamost_class", F.lit("none")).alias("cls"), "flux", "preprocess_id")))
+    if run.table_dirs("trainset"):
+        parts.append(("trainset", run.read_table("trainset").select(
+            F.lit("trainset").alias("source"), F.col("id").alias("key"), F.col("label_name").alias("cls"),
+            "flux", "preprocess_id")))
+    return parts
+
+
+def _embed(run: JobRun, parts, counts: dict[str, int], s: ExploreSettings):
+    """PCA on every vector (Spark ML), t-SNE of a sample on the driver: ``(embedding, explained
+    variance, components, preprocess ids)``. The vector length comes from the data."""
     from pyspark.ml.feature import PCA
     from pyspark.ml.functions import array_to_vector, vector_to_array
     from pyspark.sql import functions as F
-
-    t0 = time.time()
-    run_id = new_run_id()
-    s = ExploreSettings.from_config(config["explore"])
-    wh = Warehouse(warehouse, spark, force_hadoop=config["warehouse"]["filesystem"] == "hadoop")
-    summary: dict[str, Any] = {"job": "explore", "run_id": run_id, "started": utc_now(), "status": "running",
-                               "inputs": {"warehouse": wh.root}, "settings": s.__dict__.copy()}
-    sc = spark.sparkContext
-    parts = []
-    if wh.table_dirs("spectra"):
-        parts.append(("archive", wh.read_table(spark, "spectra").select(
-            F.lit("archive").alias("source"), F.col("source_path").alias("key"),
-            F.coalesce("lamost_class", F.lit("none")).alias("cls"), "flux", "preprocess_id")))
-    if wh.table_dirs("trainset"):
-        parts.append(("trainset", wh.read_table(spark, "trainset").select(
-            F.lit("trainset").alias("source"), F.col("id").alias("key"), F.col("label_name").alias("cls"),
-            "flux", "preprocess_id")))
-    if not parts:
-        raise UsageError(f"warehouse {wh.root} has neither a spectra nor a trainset table")
-    try:
-        sc.setJobDescription(f"explore {run_id}: count")
-        counts = {}
-        for name, df in parts:
-            counts[name] = df.count()
-        allrows = parts[0][1] if len(parts) == 1 else parts[0][1].unionByName(parts[1][1])
-        pids = sorted(r[0] for r in allrows.select("preprocess_id").distinct().collect())
-        if len(pids) > 1:
-            log.warning("explore: the tables hold vectors of %d preprocessings %s: the maps mix them", len(pids), pids)
-        k = int(min(s.pca_components, 140, max(2, sum(counts.values()) - 1)))
-        sc.setJobDescription(f"explore {run_id}: PCA fit on {sum(counts.values())} vectors")
-        vec = allrows.withColumn("features", array_to_vector("flux"))
-        model = PCA(k=k, inputCol="features", outputCol="pca").fit(vec)
-        evr = [float(v) for v in model.explainedVariance.toArray()]
-        # a sample of each table, projected on the driver's side of the fitted model
-        samples = []
-        for name, df in parts:
-            n_want = s.archive_sample if name == "archive" else s.trainset_sample
-            frac = min(1.0, 1.5 * n_want / max(1, counts[name]))
-            samples.append(df.sample(False, frac, seed=s.seed).limit(n_want))
-        sample = samples[0] if len(samples) == 1 else samples[0].unionByName(samples[1])
-        sc.setJobDescription(f"explore {run_id}: project the sample")
-        proj = model.transform(sample.withColumn("features", array_to_vector("flux")))
-        emb = proj.select("source", "key", "cls", vector_to_array("pca").alias("pca")).toPandas()
-        x = np.vstack(emb["pca"].to_numpy()) if len(emb) else np.zeros((0, k))
-        emb = emb.drop(columns="pca")
-        emb["pc1"], emb["pc2"] = x[:, 0], x[:, 1]
-        t_tsne = time.time()
-        xy = tsne_2d(x, s.tsne_perplexity, s.tsne_max_iter, s.seed, s.tsne_threads)
-        summary["tsne_seconds"] = round(time.time() - t_tsne, 3)
-        emb["tsne_x"], emb["tsne_y"] = xy[:, 0], xy[:, 1]
-        out_dir = wh.path("reports", run_id, "maps")
-        maps = draw_maps(wh, out_dir, emb, s, evr)
-        _write_bytes(wh, f"{out_dir}/embedding.csv", emb.to_csv(index=False).encode())
-        summary.update(status="ok", finished=utc_now(), rows=counts, preprocess_ids=pids, pca_components=k,
-                       explained_variance=evr,
-                       sampled={n: int((emb["source"] == n).sum()) for n, _ in parts},
-                       sampled_by_class={f"{a}:{b}": int(v) for (a, b), v in emb.groupby(["source", "cls"]).size().items()},
-                       maps=maps, embedding=f"{out_dir}/embedding.csv", seconds=round(time.time() - t0, 3))
-        summary["summary_path"] = wh.write_summary(summary)
-        return summary
-    finally:
-        sc.setJobDescription(None)
+    allrows = parts[0][1] if len(parts) == 1 else parts[0][1].unionByName(parts[1][1])
+    shapes = {r[0]: r[1] for r in allrows.groupBy("preprocess_id").agg(F.max(F.size("flux"))).collect()}
+    pids = sorted(shapes)
+    if len(set(shapes.values())) > 1:
+        raise UsageError(f"explore: the tables hold vectors of different lengths {shapes}: re-ingest or rebuild "
+                         "the training set with one preprocessing")
+    if len(pids) > 1:
+        log.warning("explore: the tables hold vectors of %d preprocessings %s: the maps mix them", len(pids), pids)
+    n_points = next(iter(shapes.values()))
+    k = int(min(s.pca_components, n_points, max(2, sum(counts.values()) - 1)))
+    run.describe(f"PCA fit on {sum(counts.values())} vectors")
+    model = PCA(k=k, inputCol="features", outputCol="pca").fit(allrows.withColumn("features", array_to_vector("flux")))
+    evr = [float(v) for v in model.explainedVariance.toArray()]
+    samples = []  # a sample of each table, projected with the fitted model
+    for name, df in parts:
+        n_want = s.archive_sample if name == "archive" else s.trainset_sample
+        frac = min(1.0, 1.5 * n_want / max(1, counts[name]))
+        samples.append(df.sample(False, frac, seed=s.seed).limit(n_want))
+    sample = samples[0] if len(samples) == 1 else samples[0].unionByName(samples[1])
+    run.describe("project the sample")
+    proj = model.transform(sample.withColumn("features", array_to_vector("flux")))
+    emb = proj.select("source", "key", "cls", vector_to_array("pca").alias("pca")).toPandas()
+    x = np.vstack(emb["pca"].to_numpy()) if len(emb) else np.zeros((0, k))
+    emb = emb.drop(columns="pca")
+    emb["pc1"], emb["pc2"] = x[:, 0], x[:, 1]
+    t_tsne = time.time()
+    xy = tsne_2d(x, s.tsne_perplexity, s.tsne_max_iter, s.seed, s.tsne_threads)
+    run.summary["tsne_seconds"] = round(time.time() - t_tsne, 3)
+    emb["tsne_x"], emb["tsne_y"] = xy[:, 0], xy[:, 1]
+    return emb, evr, k, pids
 
 
 def summary_line(s: dict[str, Any]) -> str:
     """The job's last log line."""
+    if s.get("nothing_to_do"):
+        return f"explore {s['run_id']}: nothing to do ({s['nothing_to_do']}); {s['seconds']:.1f} s"
     rows = ", ".join(f"{k} {v}" for k, v in s["rows"].items())
     smp = ", ".join(f"{k} {v}" for k, v in s["sampled"].items())
     ev = sum(s["explained_variance"][:2])

@@ -1,8 +1,8 @@
 """What runs inside each Horovod process: read a shard through petastorm, train, checkpoint.
 
 :func:`train_worker` is handed to ``horovod.spark.run``; everything it needs arrives in one
-plain dict (:class:`spectraldl.train.WorkerSpec` as a dict), so nothing from the driver is
-pickled but data. Only rank 0 writes (checkpoints and the final model).
+:class:`WorkerSpec` (plain data: names, numbers and paths). Only rank 0 writes (checkpoints and
+the final model).
 
 Data-parallel recipe (Horovod docs): ``hvd.DistributedOptimizer``, the initial state broadcast
 from rank 0, the learning rate scaled by the number of workers with a warm-up, metrics averaged
@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -102,57 +103,64 @@ class _State:
                     pass
 
 
-def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train on this rank's shard; returns what the driver reports (rank 0: history, weights digest)."""
-    import hashlib
+@dataclass
+class WorkerSpec:
+    """Everything a Horovod worker needs, built by the driver (:func:`spectraldl.train.run_train`)."""
 
-    import horovod.tensorflow.keras as hvd
-    import numpy as np
-    import tensorflow as tf
+    arch: str
+    classes: list[str]
+    n_inputs: int
+    train_urls: list[str]
+    val_urls: list[str]
+    n_train: int
+    n_val: int
+    class_weight: dict[int, float]
+    checkpoint_dir: str
+    model_path: str
+    resume: bool
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    warmup_epochs: int
+    patience: int
+    min_delta: float
+    threads: int
+    seed: int
+    num_proc: int = 1
+    files_per_worker: int = 4
+    cycle_time_ms: float = 10.0
 
-    from spectraldl.models import build_model
+    def checkpointed(self) -> dict[str, Any]:
+        """The spec as saved with each checkpoint (``--resume`` rebuilds the options from it)."""
+        return {k: v for k, v in asdict(self).items() if k != "resume"}
 
-    hvd.init()
-    rank, size = hvd.rank(), hvd.size()
-    if spec["threads"]:
-        tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
-        tf.config.threading.set_inter_op_parallelism_threads(spec["threads"])
-    device = _pin_device(hvd)
-    tf.keras.utils.set_random_seed(spec["seed"] + rank)
-    n_classes = len(spec["classes"])
 
-    train_ds, n_train = read_shard(spec["train_urls"], rank, size, n_classes, spec["seed"])
-    val_ds, n_val = read_shard(spec["val_urls"], rank, size, n_classes, spec["seed"])
+def _datasets(spec: WorkerSpec, hvd, tf, rank: int, size: int):
+    """This rank's shards as batched ``tf.data`` sets, checked against the driver's row counts
+    across all ranks: ``(train, val, steps per epoch, rows train, rows val)``."""
+    n_classes = len(spec.classes)
+    train_ds, n_train = read_shard(spec.train_urls, rank, size, n_classes, spec.seed)
+    val_ds, n_val = read_shard(spec.val_urls, rank, size, n_classes, spec.seed)
     counts = hvd.allreduce(tf.constant([n_train, n_val], tf.int64), op=hvd.Sum, name="row_counts").numpy()
-    if (int(counts[0]), int(counts[1])) != (spec["n_train"], spec["n_val"]) or n_train == 0:
+    if (int(counts[0]), int(counts[1])) != (spec.n_train, spec.n_val) or n_train == 0:
         raise RuntimeError(f"rank {rank}: petastorm read {n_train} train / {n_val} val rows; all ranks read "
-                           f"{counts.tolist()}, expected {spec['n_train']} / {spec['n_val']}")
+                           f"{counts.tolist()}, expected {spec.n_train} / {spec.n_val}")
+    steps = max(1, math.ceil(spec.n_train / (spec.batch_size * size)))
+    train_ds = train_ds.shuffle(max(n_train, 1), seed=spec.seed + rank, reshuffle_each_iteration=True)
+    return (train_ds.repeat().batch(spec.batch_size).prefetch(2), val_ds.batch(spec.batch_size), steps,
+            n_train, n_val)
 
-    batch = spec["batch_size"]
-    steps = max(1, math.ceil(spec["n_train"] / (batch * size)))
-    train_ds = train_ds.shuffle(max(n_train, 1), seed=spec["seed"] + rank, reshuffle_each_iteration=True)
-    train_ds = train_ds.repeat().batch(batch).prefetch(2)
-    val_ds = val_ds.batch(batch)
 
-    model = build_model(spec["arch"], spec["n_inputs"], n_classes, seed=spec["seed"])
-    state_store = _State(spec["checkpoint_dir"])
-    state = state_store.load() if spec["resume"] else None
-    initial_epoch, best = 0, None
-    if state:
-        model.load_weights(state_store.weights_path(state["last_weights"]))
-        initial_epoch = state["epoch"]
-        best = state.get("best")
-    scaled_lr = spec["learning_rate"] * size
-    opt = hvd.DistributedOptimizer(tf.keras.optimizers.Adam(learning_rate=scaled_lr))
-    model.compile(loss="categorical_crossentropy", optimizer=opt, metrics=["accuracy"])
+def _checkpoint_callback(tf, spec: WorkerSpec, store: "_State", state: dict[str, Any] | None, rank: int):
+    """A Keras callback: early stopping on the (averaged) validation loss, and on rank 0 the
+    weights of every epoch and the training state (:class:`_State`)."""
+    import numpy as np
 
     class Checkpoint(tf.keras.callbacks.Callback):
-        """Rank 0 saves last and best weights and the history every epoch."""
-
         def __init__(self):
             super().__init__()
             self.history = dict(state["history"]) if state else {}
-            self.best = best
+            self.best = state.get("best") if state else None
             self.wait = state.get("wait", 0) if state else 0
             self.best_weights = state.get("best_weights") if state else None
 
@@ -165,44 +173,76 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
             for k, v in logs.items():
                 self.history.setdefault(k, []).append(float(v))
             vl = float(logs.get("val_loss", np.inf))
-            improved = self.best is None or vl < self.best - spec["min_delta"]
+            improved = self.best is None or vl < self.best - spec.min_delta
             if improved:
                 self.best, self.wait = vl, 0
             else:
                 self.wait += 1
             if rank == 0:
                 last = f"epoch-{epoch + 1:04d}.weights.h5"
-                state_store.save_weights(self.model, last)
+                store.save_weights(self.model, last)
                 if improved:
                     self.best_weights = last
-                state_store.save({"epoch": epoch + 1, "best": self.best, "wait": self.wait,
-                                  "last_weights": last, "best_weights": self.best_weights,
-                                  "history": self.history, "spec": {k: v for k, v in spec.items() if k != "resume"}})
-            if self.wait >= spec["patience"]:
+                store.save({"epoch": epoch + 1, "best": self.best, "wait": self.wait,
+                            "last_weights": last, "best_weights": self.best_weights,
+                            "history": self.history, "spec": spec.checkpointed()})
+            if self.wait >= spec.patience:
                 self.model.stop_training = True  # same averaged val_loss on every rank: same decision
 
-    ckpt = Checkpoint()
+    return Checkpoint()
+
+
+def train_worker(spec: WorkerSpec | dict[str, Any]) -> dict[str, Any]:
+    """Train on this rank's shard; returns what the driver reports (rank 0: history, weights digest)."""
+    import hashlib
+
+    import horovod.tensorflow.keras as hvd
+    import tensorflow as tf
+
+    from spectraldl.models import build_model
+
+    spec = spec if isinstance(spec, WorkerSpec) else WorkerSpec(**spec)
+    hvd.init()
+    rank, size = hvd.rank(), hvd.size()
+    if spec.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(spec.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(spec.threads)
+    device = _pin_device(hvd)
+    tf.keras.utils.set_random_seed(spec.seed + rank)
+    train_ds, val_ds, steps, n_train, n_val = _datasets(spec, hvd, tf, rank, size)
+
+    model = build_model(spec.arch, spec.n_inputs, len(spec.classes), seed=spec.seed)
+    store = _State(spec.checkpoint_dir)
+    state = store.load() if spec.resume else None
+    initial_epoch = 0
+    if state:
+        model.load_weights(store.weights_path(state["last_weights"]))
+        initial_epoch = state["epoch"]
+    scaled_lr = spec.learning_rate * size
+    opt = hvd.DistributedOptimizer(tf.keras.optimizers.Adam(learning_rate=scaled_lr))
+    model.compile(loss="categorical_crossentropy", optimizer=opt, metrics=["accuracy"])
+    ckpt = _checkpoint_callback(tf, spec, store, state, rank)
     callbacks = [
         hvd.callbacks.BroadcastGlobalVariablesCallback(0),
         hvd.callbacks.MetricAverageCallback(),
-        hvd.callbacks.LearningRateWarmupCallback(initial_lr=scaled_lr, warmup_epochs=spec["warmup_epochs"],
+        hvd.callbacks.LearningRateWarmupCallback(initial_lr=scaled_lr, warmup_epochs=spec.warmup_epochs,
                                                  steps_per_epoch=steps, verbose=0),
         ckpt,
     ]
-    if initial_epoch < spec["epochs"] and ckpt.wait < spec["patience"]:
-        model.fit(train_ds, steps_per_epoch=steps, epochs=spec["epochs"], initial_epoch=initial_epoch,
-                  validation_data=val_ds, class_weight=spec["class_weight"], callbacks=callbacks,
+    if initial_epoch < spec.epochs and ckpt.wait < spec.patience:
+        model.fit(train_ds, steps_per_epoch=steps, epochs=spec.epochs, initial_epoch=initial_epoch,
+                  validation_data=val_ds, class_weight=spec.class_weight, callbacks=callbacks,
                   verbose=2 if rank == 0 else 0)
     if rank == 0 and ckpt.best_weights:
-        model.load_weights(state_store.weights_path(ckpt.best_weights))  # early stopping keeps the best epoch
+        model.load_weights(store.weights_path(ckpt.best_weights))  # early stopping keeps the best epoch
     digest = hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
     out = {"rank": rank, "size": size, "rows_train": n_train, "rows_val": n_val, "device": device,
            "weights_sha256": digest}
     if rank == 0:
         # an uncompiled copy: the artifact holds weights only (checkpoints hold the training state)
-        plain = build_model(spec["arch"], spec["n_inputs"], n_classes)
+        plain = build_model(spec.arch, spec.n_inputs, len(spec.classes))
         plain.set_weights(model.get_weights())
-        plain.save(spec["model_path"])
+        plain.save(spec.model_path)
         out.update(history=ckpt.history, best_val_loss=ckpt.best,
                    epochs_run=len(ckpt.history.get("loss", [])))
     return out

@@ -24,13 +24,15 @@ import logging
 import math
 import os
 import time
+from dataclasses import asdict
 from typing import Any
 
-from .errors import UsageError
+from .errors import CountMismatch, UsageError
 from .parse import (PARSED_SCHEMA, TASK_OUTPUT_SCHEMA, ParseOptions, SpectraSink, arrow_schema,
                     parse_and_write_batches, parse_batches)
 from .sources import list_sources
-from .warehouse import LocalFS, Warehouse, move_dirs, new_run_id, utc_now
+from .lifecycle import JobRun, task_count
+from .warehouse import LocalFS, Warehouse, move_dirs
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +52,12 @@ REJECTS_SCHEMA = ("source_path string, reason string, detail string, ingest_run 
                   "file_size long, file_mtime timestamp")
 
 
-class CountMismatch(RuntimeError):
-    """seen != skipped + ingested + rejected: nothing is committed."""
-
-
-def _known(spark, wh: Warehouse):
+def _known(spark, wh: Warehouse, manifest: dict[str, Any] | None = None):
+    """Every path in ``spectra`` and ``rejects`` (of ``manifest``, default the newest) with its
+    size, mtime and outcome."""
     from pyspark.sql import functions as F
-    spectra = wh.read_table(spark, "spectra", SPECTRA_SCHEMA)
-    rejects = wh.read_table(spark, "rejects", REJECTS_SCHEMA)
+    spectra = wh.read_table(spark, "spectra", SPECTRA_SCHEMA, manifest)
+    rejects = wh.read_table(spark, "rejects", REJECTS_SCHEMA, manifest)
     return (spectra.select("source_path", "file_size", "file_mtime", F.lit("ok").alias("known_outcome"))
             .unionByName(rejects.select("source_path", "file_size", "file_mtime",
                                         F.lit("rejected").alias("known_outcome"))))
@@ -197,104 +197,107 @@ def _parse_spark_writes(wh: Warehouse, work, opts: ParseOptions, run_id: str, st
 
 
 def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_rejects: bool = False,
-               break_lock: bool = False, fail_after: str | None = None, take_lock: bool = True) -> dict[str, Any]:
+               break_lock: bool = False, fail_after: str | None = None, parent: JobRun | None = None) -> dict[str, Any]:
     """Ingest ``src`` into ``warehouse``; returns the run summary (also written to ``W/runs``).
 
-    ``take_lock=False`` when the caller (the pipeline job) already holds the warehouse lock.
-
+    ``parent``: the run this ingest is a stage of (the pipeline), whose lock covers it.
     ``fail_after`` (tests only) stops the run at a named step to prove a killed run leaves
     nothing visible: ``"staged"`` or ``"moved"``.
     """
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
-
-    t0 = time.time()
-    run_id = new_run_id()
-    wh = Warehouse(warehouse, spark, force_hadoop=config["warehouse"]["filesystem"] == "hadoop")
     opts = ParseOptions.from_config(config)
-    ing = config["ingest"]
-    summary: dict[str, Any] = {"job": "ingest", "run_id": run_id, "started": utc_now(), "status": "running",
-                               "inputs": {"input": src, "warehouse": wh.root, "retry_rejects": retry_rejects},
-                               "preprocess_id": opts.settings.fingerprint()}
-    sc = spark.sparkContext
-    with wh.locked(run_id, "ingest", break_lock, take=take_lock):
-        wh.garbage_collect()
-        sc.setJobDescription(f"ingest {run_id}: list {src}")
-        listing = list_sources(spark, src, tuple(ing["file_suffixes"])).dropDuplicates(["source_path"])
-        j = classify(listing, _known(spark, wh))
-        j = j.persist(StorageLevel.MEMORY_AND_DISK)
-        by_status = status_counts(j)
-        gone = by_status.pop("gone", 0)
-        seen = sum(by_status.values())
-        todo_status = ["new", "changed"] + (["unchanged_rejected"] if retry_rejects else [])
-        todo = j.filter(F.col("status").isin(todo_status))
+    inputs = {"input": src, "retry_rejects": retry_rejects}
+    with JobRun(spark, "ingest", warehouse, config, inputs=inputs, writes=True, break_lock=break_lock,
+                parent=parent) as run:
+        run.summary["preprocess_id"] = opts.settings.fingerprint()
+        j, by_status, gone, todo_status = _classify_input(run, src, retry_rejects)
         n_todo = sum(by_status.get(s, 0) for s in todo_status)
-        skipped = seen - n_todo
-        summary["list_seconds"] = round(time.time() - t0, 3)
-        log.info("ingest %s: seen %d (new %d, changed %d, unchanged %d, unchanged rejected %d), gone %d",
-                 run_id, seen, by_status.get("new", 0), by_status.get("changed", 0),
-                 by_status.get("unchanged", 0), by_status.get("unchanged_rejected", 0), gone)
-
-        staging = wh.path("_staging", run_id)
-        ingested = rejected = 0
-        by_reason: dict[str, int] = {}
-        moves: list[tuple[str, str]] = []
-        new_dirs: dict[str, list[str]] = {}
+        seen = sum(by_status.values())
+        ingested, rejected, by_reason, written = 0, 0, {}, []
         if n_todo:
-            # whole waves of tasks: a multiple of the cores, each with about paths_per_task paths
-            par = sc.defaultParallelism
-            nparts = par * max(1, math.ceil(n_todo / (ing["paths_per_task"] * par)))
-            sc.setJobDescription(f"ingest {run_id}: parse {n_todo} files in {nparts} tasks")
-            t_parse = time.time()
-            work = todo.select("source_path", "file_size", "file_mtime").repartition(nparts)
-            if tasks_write_spectra(wh, ing):
-                res = _parse_tasks_write(wh, work, opts, run_id, staging, nparts, par, ing, summary, t_parse)
-            else:
-                res = _parse_spark_writes(wh, work, opts, run_id, staging, nparts, par, ing, summary, t_parse)
-            ingested, rejected, by_reason, written = res
-            for table in written:
-                moves.append((f"{staging}/{table}", wh.path(table, f"run-{run_id}")))
-                new_dirs[table] = [f"run-{run_id}"]
-            summary["write_seconds"] = round(time.time() - t_parse - summary["parse_seconds"], 3)
-            log.info("ingest %s: parsed and wrote %d files in %.1f s (%.0f files/s): ingested %d, rejected %d",
-                     run_id, n_todo, time.time() - t_parse, n_todo / max(time.time() - t_parse, 1e-9),
-                     ingested, rejected)
+            work = j.filter(F.col("status").isin(todo_status)).select("source_path", "file_size", "file_mtime")
+            ingested, rejected, by_reason, written = _parse(run, work, n_todo, opts)
+        else:
+            run.nothing_to_do(f"no new or changed files among {seen} seen")
+        skipped = seen - n_todo
+        run.summary.update(seen=seen, skipped=skipped, ingested=ingested, rejected=rejected,
+                           rejected_by_reason=dict(sorted(by_reason.items())), gone=gone,
+                           new=by_status.get("new", 0), changed=by_status.get("changed", 0))
         if seen != skipped + ingested + rejected:
             raise CountMismatch(f"seen {seen} != skipped {skipped} + ingested {ingested} + rejected {rejected}")
         if fail_after == "staged":
             raise RuntimeError("fail_after=staged (test)")
-
-        # rows superseded by this run (changed files, retried rejects) leave their old tables
-        tables = {t: wh.table_dirs(t) for t in ("spectra", "rejects")}
-        superseded = j.filter(F.col("status").isin(["changed", "unchanged_rejected"] if retry_rejects else ["changed"]))
-        n_superseded = by_status.get("changed", 0) + (by_status.get("unchanged_rejected", 0) if retry_rejects else 0)
-        if n_superseded:
-            sc.setJobDescription(f"ingest {run_id}: replace {n_superseded} superseded rows")
-            keys = superseded.select("source_path")
-            for table, schema in (("spectra", SPECTRA_SCHEMA), ("rejects", REJECTS_SCHEMA)):
-                if not tables[table]:
-                    continue
-                old = wh.read_table(spark, table, schema)
-                kept = old.join(F.broadcast(keys) if n_superseded < 100_000 else keys, "source_path", "left_anti")
-                kept.write.parquet(wh.uri("_staging", run_id, f"{table}-compact"))
-                moves.append((f"{staging}/{table}-compact", wh.path(table, f"compact-{run_id}")))
-                tables[table] = [f"compact-{run_id}"]
-        for t, dirs in new_dirs.items():
-            tables[t] = tables[t] + dirs
-        move_dirs(wh, moves)
+        superseded = ["changed", "unchanged_rejected"] if retry_rejects else ["changed"]
+        n_superseded = sum(by_status.get(s, 0) for s in superseded)
+        tables, moves = _replace_superseded(run, j.filter(F.col("status").isin(superseded)), n_superseded)
+        for table in written:
+            moves.append((f"{run.staging}/{table}", run.wh.path(table, f"run-{run.run_id}")))
+            tables[table] = tables[table] + [f"run-{run.run_id}"]
+        run.summary["replaced"] = n_superseded
         if fail_after == "moved":
+            move_dirs(run.wh, moves)
             raise RuntimeError("fail_after=moved (test)")
-        summary.update(status="ok", finished=utc_now(), seen=seen, skipped=skipped, ingested=ingested,
-                       rejected=rejected, rejected_by_reason=dict(sorted(by_reason.items())), gone=gone,
-                       replaced=n_superseded, new=by_status.get("new", 0), changed=by_status.get("changed", 0),
-                       seconds=round(time.time() - t0, 3))
         if moves:
-            wh.commit(tables, {"job": "ingest", "run_id": run_id})
-        wh.fs.delete(staging)
-        wh.garbage_collect()
+            run.commit(tables, moves, {opts.settings.fingerprint(): asdict(opts.settings)})
         j.unpersist()
-        summary["summary_path"] = wh.write_summary(summary)
-        return summary
+        return run.summary
+
+
+def _classify_input(run: JobRun, src: str, retry_rejects: bool):
+    """List ``src`` and compare it with the pinned warehouse state: ``(classified rows,
+    {status: count} of the listed files, files gone from the listing, the statuses to parse)``."""
+    from pyspark import StorageLevel
+    t0 = time.time()
+    ing = run.config["ingest"]
+    run.describe(f"list {src}")
+    listing = list_sources(run.spark, src, tuple(ing["file_suffixes"])).dropDuplicates(["source_path"])
+    j = classify(listing, _known(run.spark, run.wh, run.manifest)).persist(StorageLevel.MEMORY_AND_DISK)
+    by_status = status_counts(j)
+    gone = by_status.pop("gone", 0)
+    run.summary["list_seconds"] = round(time.time() - t0, 3)
+    log.info("ingest %s: seen %d (new %d, changed %d, unchanged %d, unchanged rejected %d), gone %d",
+             run.run_id, sum(by_status.values()), by_status.get("new", 0), by_status.get("changed", 0),
+             by_status.get("unchanged", 0), by_status.get("unchanged_rejected", 0), gone)
+    todo = ["new", "changed"] + (["unchanged_rejected"] if retry_rejects else [])
+    return j, by_status, gone, todo
+
+
+def _parse(run: JobRun, work, n_todo: int, opts: ParseOptions):
+    """Parse ``n_todo`` files in tasks: ``(ingested, rejected, by_reason, tables staged)``."""
+    ing = run.config["ingest"]
+    par = run.spark.sparkContext.defaultParallelism
+    nparts = task_count(n_todo, ing["paths_per_task"], par)
+    run.describe(f"parse {n_todo} files in {nparts} tasks")
+    t_parse = time.time()
+    work = work.repartition(nparts)
+    writer = _parse_tasks_write if tasks_write_spectra(run.wh, ing) else _parse_spark_writes
+    res = writer(run.wh, work, opts, run.run_id, run.staging, nparts, par, ing, run.summary, t_parse)
+    elapsed = time.time() - t_parse
+    run.summary["write_seconds"] = round(elapsed - run.summary["parse_seconds"], 3)
+    log.info("ingest %s: parsed and wrote %d files in %.1f s (%.0f files/s): ingested %d, rejected %d",
+             run.run_id, n_todo, elapsed, n_todo / max(elapsed, 1e-9), res[0], res[1])
+    return res
+
+
+def _replace_superseded(run: JobRun, superseded, n: int):
+    """Tables without the rows of ``superseded`` paths (changed files, retried rejects), rewritten
+    aside: ``({table: dirs}, moves)``; the tables' current directories when ``n`` is 0."""
+    from pyspark.sql import functions as F
+    tables = {t: run.table_dirs(t) for t in ("spectra", "rejects")}
+    moves: list[tuple[str, str]] = []
+    if not n:
+        return tables, moves
+    run.describe(f"replace {n} superseded rows")
+    keys = superseded.select("source_path")
+    for table, schema in (("spectra", SPECTRA_SCHEMA), ("rejects", REJECTS_SCHEMA)):
+        if not tables[table]:
+            continue
+        old = run.read_table(table, schema)
+        kept = old.join(F.broadcast(keys) if n < 100_000 else keys, "source_path", "left_anti")
+        kept.write.parquet(run.staging_uri(f"{table}-compact"))
+        moves.append((f"{run.staging}/{table}-compact", run.wh.path(table, f"compact-{run.run_id}")))
+        tables[table] = [f"compact-{run.run_id}"]
+    return tables, moves
 
 
 def summary_line(s: dict[str, Any]) -> str:
@@ -303,4 +306,5 @@ def summary_line(s: dict[str, Any]) -> str:
     rate = s["seen"] / s["seconds"] if s.get("seconds") else 0.0
     return (f"ingest {s['run_id']}: seen {s['seen']} = skipped {s['skipped']} + ingested {s['ingested']} + "
             f"rejected {s['rejected']} ({reasons}); replaced {s['replaced']}, gone {s['gone']}; "
-            f"{s['seconds']:.1f} s, {rate:.0f} files/s")
+            + (f"nothing to do ({s['nothing_to_do']}); " if s.get("nothing_to_do") else "")
+            + f"{s['seconds']:.1f} s, {rate:.0f} files/s")

@@ -15,14 +15,15 @@ import logging
 import os
 import tempfile
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .artifact import MODEL_FILE, ModelError, read_meta, resolve_model
+from .lifecycle import JobRun, task_count
 from .models import CLASSES
-from .warehouse import Warehouse, is_local, local_path, new_run_id, utc_now
+from .warehouse import is_local, local_path
 from .worker import prepare_worker
 
 log = logging.getLogger(__name__)
@@ -92,86 +93,83 @@ def _check_preprocess(spectra, meta: dict[str, Any], model_dir) -> None:
 
 
 def run_score(spark, warehouse: str, config: dict[str, Any], model: str = "default",
-              rescore: bool = False, take_lock: bool = True) -> dict[str, Any]:
+              rescore: bool = False, break_lock: bool = False, parent: JobRun | None = None) -> dict[str, Any]:
     """Score ``W/spectra`` with ``model``; returns the run summary (also in ``W/runs``).
 
-    ``take_lock=False`` when the caller (the pipeline job) already holds the warehouse lock.
+    ``parent``: the run this is a stage of (the pipeline), whose lock covers it. An empty
+    ``spectra`` table, or nothing left to score, is no work: the run ends ok and says so.
     """
     from pyspark.sql import functions as F
-
-    t0 = time.time()
-    run_id = new_run_id()
-    wh = Warehouse(warehouse, spark)
-    models_root = os.path.join(local_path(wh.root), "models") if is_local(wh.root) else None
-    model_dir = resolve_model(model, models_root)
-    meta = read_meta(model_dir)
-    version = meta["version"]
-    sc = spark.sparkContext
-    cfg = config["score"]
-    with wh.locked(run_id, "score", cfg.get("break_lock", False), take=take_lock):
-        spectra = wh.read_table(spark, "spectra")
+    inputs = {"model": model, "rescore": rescore}
+    with JobRun(spark, "score", warehouse, config, inputs=inputs, writes=True, break_lock=break_lock,
+                parent=parent) as run:
+        models_root = os.path.join(local_path(run.wh.root), "models") if is_local(run.wh.root) else None
+        model_dir = resolve_model(model, models_root)
+        meta = read_meta(model_dir)
+        run.summary.update(model_version=meta["version"], spectra=0, scored=0, skipped=0, rate_per_s=0.0)
+        run.summary["inputs"]["model"] = str(model_dir)
+        if not run.table_dirs("spectra"):
+            run.nothing_to_do("the spectra table is empty (no file ingested yet)")
+            return run.summary
+        spectra = run.read_table("spectra")
         _check_preprocess(spectra, meta, model_dir)
-        old = wh.read_table(spark, "scores", SCORES_SCHEMA)
-        this_version = old.filter(F.col("model_version") == version)
-        if rescore:
-            todo = spectra
-        else:
-            todo = spectra.join(this_version.select("source_path", "ingest_run"), ["source_path", "ingest_run"], "left_anti")
-        n_spectra = spectra.count()
-        n_todo = todo.count()
-        summary: dict[str, Any] = {"job": "score", "run_id": run_id, "started": utc_now(), "status": "ok",
-                                   "inputs": {"warehouse": wh.root, "model": str(model_dir), "rescore": rescore},
-                                   "model_version": version, "spectra": n_spectra, "scored": n_todo,
-                                   "skipped": n_spectra - n_todo}
-        if n_todo:
-            payload = (model_dir / MODEL_FILE).read_bytes()
-            key = f"{version}:{hashlib.sha256(payload).hexdigest()[:16]}"
-            bc = sc.broadcast(payload)
-            spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg["arrow_batch_size"]))
-            probs = make_udf(bc, key, cfg["tf_threads"])
-            sc.setJobDescription(f"score {run_id}: {n_todo} spectra with {version}")
-            nparts = max(sc.defaultParallelism, -(-n_todo // cfg["rows_per_task"]))
-            p = todo.repartition(nparts).withColumn("p", probs("flux"))
-            names = F.array(*[F.lit(c) for c in CLASSES])
-            scored = p.select(
-                "source_path", "designation", "ra", "dec", "lamost_class", "lamost_subclass",
-                F.col("p")[0].alias("p_emission"), F.col("p")[1].alias("p_absorption"),
-                F.col("p")[2].alias("p_double_peak"),
-                names[F.expr("array_position(p, array_max(p)) - 1")].alias("label"),
-                F.expr("-aggregate(p, cast(0.0 as double), (acc, x) -> acc + x * ln(greatest(x, 1e-12)))")
-                .cast("float").alias("entropy"),
-                F.lit(version).alias("model_version"), "ingest_run",
-                F.current_timestamp().alias("scored_at"))
-            scored.write.parquet(wh.uri("_staging", run_id, "scores"))
-            new_dir = f"run-{run_id}"
-            dirs = wh.table_dirs("scores")
-            moves = [(wh.path("_staging", run_id, "scores"), wh.path("scores", new_dir))]
-            superseded = this_version.join(todo.select("source_path"), "source_path", "left_semi")
-            if dirs and superseded.limit(1).count():
-                # rows of this version for re-ingested or rescored spectra leave the table
-                keep = old.filter(F.col("model_version") != version).unionByName(
-                    this_version.join(todo.select("source_path"), "source_path", "left_anti"))
-                keep.write.parquet(wh.uri("_staging", run_id, "compact"))
-                moves.append((wh.path("_staging", run_id, "compact"), wh.path("scores", f"compact-{run_id}")))
-                dirs = [f"compact-{run_id}"]
-            for src, dst in moves:
-                wh.fs.mkdirs(wh.path("scores"))
-                wh.fs.rename(src, dst)
-            wh.commit({"scores": dirs + [new_dir]}, {"job": "score", "run_id": run_id})
-            wh.fs.delete(wh.path("_staging", run_id))
-            wh.garbage_collect()
-            counts = {r["label"]: r["count"] for r in
-                      wh.read_table(spark, "scores").filter(F.col("scored_at").isNotNull())
-                      .filter(F.col("model_version") == version).groupBy("label").count().collect()}
-            summary["predicted"] = {c: counts.get(c, 0) for c in CLASSES}
-        summary.update(finished=utc_now(), seconds=round(time.time() - t0, 2))
-        summary["rate_per_s"] = round(n_todo / summary["seconds"], 1) if n_todo else 0.0
-        summary["summary_path"] = wh.write_summary(summary)
-        return summary
+        old = run.read_table("scores", SCORES_SCHEMA)
+        this_version = old.filter(F.col("model_version") == meta["version"])
+        todo = spectra if rescore else spectra.join(this_version.select("source_path", "ingest_run"),
+                                                    ["source_path", "ingest_run"], "left_anti")
+        n_spectra, n_todo = spectra.count(), todo.count()
+        run.summary.update(spectra=n_spectra, scored=n_todo, skipped=n_spectra - n_todo)
+        if not n_todo:
+            run.nothing_to_do(f"all {n_spectra} spectra already scored by {meta['version']}")
+            return run.summary
+        t0 = time.time()
+        _score_and_commit(run, todo, n_todo, old, this_version, model_dir, meta["version"])
+        run.summary["rate_per_s"] = round(n_todo / max(time.time() - t0, 1e-9), 1)
+        return run.summary
+
+
+def _score_and_commit(run: JobRun, todo, n_todo: int, old, this_version, model_dir, version: str) -> None:
+    """Score ``todo`` into a new ``scores`` directory; rows of this version for the same spectra
+    (re-ingested or rescored) leave the table; commit; count the predicted classes."""
+    from pyspark.sql import functions as F
+    cfg, sc = run.config["score"], run.spark.sparkContext
+    payload = (model_dir / MODEL_FILE).read_bytes()
+    key = f"{version}:{hashlib.sha256(payload).hexdigest()[:16]}"
+    run.spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg["arrow_batch_size"]))
+    probs = make_udf(sc.broadcast(payload), key, cfg["tf_threads"])
+    nparts = task_count(n_todo, cfg["rows_per_task"], sc.defaultParallelism)
+    run.describe(f"score {n_todo} spectra with {version} in {nparts} tasks")
+    p = todo.repartition(nparts).withColumn("p", probs("flux"))
+    names = F.array(*[F.lit(c) for c in CLASSES])
+    scored = p.select(
+        "source_path", "designation", "ra", "dec", "lamost_class", "lamost_subclass",
+        F.col("p")[0].alias("p_emission"), F.col("p")[1].alias("p_absorption"),
+        F.col("p")[2].alias("p_double_peak"),
+        names[F.expr("array_position(p, array_max(p)) - 1")].alias("label"),
+        F.expr("-aggregate(p, cast(0.0 as double), (acc, x) -> acc + x * ln(greatest(x, 1e-12)))")
+        .cast("float").alias("entropy"),
+        F.lit(version).alias("model_version"), "ingest_run",
+        F.current_timestamp().alias("scored_at"))
+    scored.write.parquet(run.staging_uri("scores"))
+    new_dir = f"run-{run.run_id}"
+    dirs = run.table_dirs("scores")
+    moves = [(f"{run.staging}/scores", run.wh.path("scores", new_dir))]
+    if dirs and this_version.join(todo.select("source_path"), "source_path", "left_semi").limit(1).count():
+        keep = old.filter(F.col("model_version") != version).unionByName(
+            this_version.join(todo.select("source_path"), "source_path", "left_anti"))
+        keep.write.parquet(run.staging_uri("compact"))
+        moves.append((f"{run.staging}/compact", run.wh.path("scores", f"compact-{run.run_id}")))
+        dirs = [f"compact-{run.run_id}"]
+    run.commit({"scores": dirs + [new_dir]}, moves)
+    run.describe("count predicted classes")
+    counts = {r["label"]: r["count"] for r in run.wh.read_table(run.spark, "scores")
+              .filter(F.col("model_version") == version).groupBy("label").count().collect()}
+    run.summary["predicted"] = {c: counts.get(c, 0) for c in CLASSES}
 
 
 def summary_line(s: dict[str, Any]) -> str:
     pred = ", ".join(f"{k} {v}" for k, v in s.get("predicted", {}).items())
     return (f"score {s['run_id']}: {s['spectra']} spectra, scored {s['scored']}, skipped {s['skipped']} "
             f"(already scored by {s['model_version']})" + (f"; {s['model_version']} predicts {pred}" if pred else "")
+            + (f"; nothing to do ({s['nothing_to_do']})" if s.get("nothing_to_do") else "")
             + f"; {s['seconds']:.1f} s")

@@ -19,22 +19,22 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 
 from .adapt import AdaptSettings, adapt_ondrejov
+from .errors import CountMismatch, JobError
 from .io import Limits, SpectrumError, read_spectrum
 from .labels import (CODE_TO_NAME, STEM_SUFFIX_REGEX, UNKNOWN, file_stem, group_key, read_extra_labels,
                      read_labels)
+from .lifecycle import JobRun, task_count
 from .preprocess import PreprocessSettings
 from .sources import list_sources, read_source_bytes
 from .splits import grouped_stratified_split
-from .warehouse import Warehouse, move_dirs, new_run_id, utc_now
 from .worker import prepare_worker
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,7 @@ PARSED_SCHEMA = ("outcome string, id string, source_path string, object string, 
                  "flux array<float>, valid_fraction float, file_format string, reason string, detail string")
 
 
-class CountMismatch(RuntimeError):
-    """The per-file outcomes do not add up to the files seen: nothing is committed."""
-
-
-class EmptyTrainset(RuntimeError):
+class EmptyTrainset(JobError):
     """No labelled spectrum survived: nothing is committed."""
 
 
@@ -109,81 +105,37 @@ def _first(values, n: int) -> list:
 
 
 def run_trainset(spark, src: str, labels: str, warehouse: str, config: dict[str, Any],
-                 extra_labels: str | None = None, break_lock: bool = False) -> dict[str, Any]:
+                 extra_labels: str | None = None, break_lock: bool = False,
+                 parent: JobRun | None = None) -> dict[str, Any]:
     """Build ``W/trainset`` from ``src`` and ``labels``; returns the run summary (also in ``W/runs``).
 
-    Raises ``ValueError`` for bad label files (before taking the lock), :class:`CountMismatch`
-    or :class:`EmptyTrainset` without committing; a failed run still writes its summary.
+    Raises :class:`~spectraldl.errors.UsageError` for bad label files (before taking the lock),
+    :class:`CountMismatch` or :class:`EmptyTrainset` without committing; a failed run still
+    writes its summary. ``parent``: the run this is a stage of (the pipeline).
     """
-    from pyspark import StorageLevel
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    t0 = time.time()
-    run_id = new_run_id()
-    wh = Warehouse(warehouse, spark, force_hadoop=config["warehouse"]["filesystem"] == "hadoop")
     ts = config["trainset"]
     opts = TrainsetOptions.from_config(config)
-    drop_unknown, max_listed = bool(ts["drop_unknown"]), int(ts["max_listed"])
     pp_id, ad_id = opts.preprocess.fingerprint(), opts.adapt.fingerprint()
-    summary: dict[str, Any] = {"job": "trainset", "run_id": run_id, "started": utc_now(), "status": "running",
-                               "inputs": {"input": src, "labels": labels, "extra_labels": extra_labels,
-                                          "warehouse": wh.root},
-                               "preprocess_id": pp_id, "adapt_id": ad_id, "seed": ts["seed"],
-                               "fractions": list(ts["fractions"]), "drop_unknown": drop_unknown}
     lab = read_labels(spark, labels)
     extra = read_extra_labels(spark, extra_labels) if extra_labels else None
-    sc = spark.sparkContext
-    wh.acquire_lock(run_id, "trainset", break_lock)
-    j = None
-    try:
-        wh.garbage_collect()
-        sc.setJobDescription(f"trainset {run_id}: list {src} and join {len(lab)} labels")
-        listing = list_sources(spark, src, tuple(ts["file_suffixes"])).dropDuplicates(["source_path"])
-        base = F.regexp_extract("source_path", r"([^/]+)$", 1)
-        listing = listing.withColumn("stem", F.lower(F.regexp_replace(base, STEM_SUFFIX_REGEX, "")))
-        lab_df = spark.createDataFrame(lab, "stem string, id string, label int")
-        j = listing.join(F.broadcast(lab_df), "stem", "left")
-        rank = F.row_number().over(Window.partitionBy("stem").orderBy("source_path"))
-        status = (F.when(F.col("label").isNull(), "unlabelled").when(F.col("rank") > 1, "duplicate")
-                  .when((F.col("label") == UNKNOWN) & F.lit(drop_unknown), "dropped_unknown").otherwise("todo"))
-        j = j.withColumn("rank", rank).withColumn("status", status).drop("rank")
-        j = j.persist(StorageLevel.MEMORY_AND_DISK)
-        by_status = {r["status"]: r["count"] for r in j.groupBy("status").count().collect()}
-        seen = sum(by_status.values())
-        # the labelled files are at most as many as the labels: a small table for the driver
-        labelled = j.filter("status != 'unlabelled'").select("source_path", "stem", "id", "label", "status").toPandas()
-        orphans = lab.loc[~lab["stem"].isin(labelled["stem"]), "id"]
+    inputs = {"input": src, "labels": labels, "extra_labels": extra_labels}
+    with JobRun(spark, "trainset", warehouse, config, inputs=inputs, writes=True, break_lock=break_lock,
+                parent=parent) as run:
+        run.summary.update(preprocess_id=pp_id, adapt_id=ad_id, seed=ts["seed"], fractions=list(ts["fractions"]),
+                           drop_unknown=bool(ts["drop_unknown"]))
+        j, by_status, labelled, orphans = _match_labels(run, src, lab)
         todo = labelled[labelled["status"] == "todo"]
-        log.info("trainset %s: seen %d files: %s; %d labels without a file", run_id, seen, by_status, len(orphans))
-
-        staging = wh.path("_staging", run_id)
-        parts, small = [], []
-        accepted = rejected = 0
-        by_reason: dict[str, int] = {}
-        if len(todo):
-            nparts = max(1, min(len(todo), max(sc.defaultParallelism, math.ceil(len(todo) / ts["paths_per_task"]))))
-            sc.setJobDescription(f"trainset {run_id}: read and adapt {len(todo)} files in {nparts} tasks")
-            t_parse = time.time()
-            (spark.createDataFrame(todo[["source_path", "id", "label"]], "source_path string, id string, label int")
-             .repartition(nparts).mapInPandas(lambda it: parse_batches(it, opts), PARSED_SCHEMA)
-             .write.parquet(wh.uri("_staging", run_id, "parsed")))
-            summary["parse_seconds"] = round(time.time() - t_parse, 3)
-            parsed = spark.read.parquet(wh.uri("_staging", run_id, "parsed"))
-            meta = parsed.select("outcome", "reason", "detail", "source_path", "id", "group", "label").toPandas()
-            ok = meta["outcome"] == "ok"
-            accepted, rejected = int(ok.sum()), int((~ok).sum())
-            by_reason = {k: int(v) for k, v in meta.loc[~ok, "reason"].value_counts().sort_index().items()}
-            summary["rejected_files"] = (meta.loc[~ok, ["source_path", "reason", "detail"]].sort_values("source_path")
-                                         .head(max_listed).to_dict("records"))
-            parts.append(parsed.filter("outcome = 'ok'").select(
-                "id", "source_path", "object", "group", "label", "flux", F.lit(ad_id).alias("adapt_id")))
-            small.append(meta.loc[ok, ["id", "group", "label"]])
+        accepted, rejected, by_reason, parts, small = _adapt_labelled(run, todo, opts, ad_id)
+        seen = sum(by_status.values())
         others = sum(by_status.get(s, 0) for s in ("unlabelled", "duplicate", "dropped_unknown"))
+        run.summary.update(seen=seen, ondrejov_in_table=accepted, rejected=rejected, rejected_by_reason=by_reason)
         if seen != accepted + rejected + others:
             raise CountMismatch(f"seen {seen} != in table {accepted} + rejected {rejected} + {by_status}")
         if extra is not None:
-            rows, ids = _extra_rows(spark, wh, extra, pp_id, drop_unknown, opts.coord_decimals, summary, max_listed)
+            rows, ids = _extra_rows(run, extra, pp_id, bool(ts["drop_unknown"]), opts.coord_decimals,
+                                    run.summary, int(ts["max_listed"]))
             parts.append(rows)
             small.append(ids)
         table = pd.concat(small, ignore_index=True) if small else pd.DataFrame(columns=["id", "group", "label"])
@@ -191,67 +143,111 @@ def run_trainset(spark, src: str, labels: str, warehouse: str, config: dict[str,
             raise EmptyTrainset("no labelled spectrum left for the training set")
         if table["id"].duplicated().any():
             raise CountMismatch(f"duplicate ids in the training set: {table['id'][table['id'].duplicated()].tolist()[:5]}")
-
         table["split"] = grouped_stratified_split(table["group"], table["label"], ts["fractions"], int(ts["seed"]))
-        splits = spark.createDataFrame(table[["id", "split"]], "id string, split string")
+        splits = run.spark.createDataFrame(table[["id", "split"]], "id string, split string")
         rows = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
         name = F.create_map(*[x for k, v in CODE_TO_NAME.items() for x in (F.lit(k), F.lit(v))])
         out = (rows.join(F.broadcast(splits) if len(table) < 2_000_000 else splits, "id")
                .withColumn("label", F.col("label").cast("int")).withColumn("label_name", name[F.col("label")])
                .withColumn("preprocess_id", F.lit(pp_id)).select(*TRAINSET_COLUMNS))
-        sc.setJobDescription(f"trainset {run_id}: write {len(table)} rows")
-        out.write.parquet(wh.uri("_staging", run_id, "trainset"))
-        move_dirs(wh, [(f"{staging}/trainset", wh.path("trainset", f"run-{run_id}"))])
-        wh.commit({"trainset": [f"run-{run_id}"]}, {"job": "trainset", "run_id": run_id})
-
-        # what did not make it, listed: the first max_listed in the JSON, complete lists beside it
-        n_unlabelled = by_status.get("unlabelled", 0)
-        unl = j.filter("status = 'unlabelled'").select("source_path")
-        summary["unlabelled_files"] = [r[0] for r in unl.orderBy("source_path").limit(max_listed).collect()] if n_unlabelled else []
-        if n_unlabelled > max_listed:
-            unl.coalesce(1).write.csv(wh.uri("runs", f"trainset-{run_id}", "unlabelled_files"), header=True)
-            summary["unlabelled_files_csv"] = wh.path("runs", f"trainset-{run_id}", "unlabelled_files")
-        summary["duplicate_files"] = _first(labelled.loc[labelled["status"] == "duplicate", "source_path"], max_listed)
-        summary["dropped_unknown_files"] = _first(labelled.loc[labelled["status"] == "dropped_unknown", "source_path"], max_listed)
-        summary["labels_without_file_listed"] = _first(orphans, max_listed)
-        if len(orphans) > max_listed:
-            wh.fs.mkdirs(wh.path("runs", f"trainset-{run_id}"))
-            wh.fs.write_new(wh.path("runs", f"trainset-{run_id}", "labels_without_file.csv"),
-                            "id\n" + "".join(f"{x}\n" for x in sorted(orphans)))
-            summary["labels_without_file_csv"] = wh.path("runs", f"trainset-{run_id}", "labels_without_file.csv")
+        run.describe(f"write {len(table)} rows")
+        out.write.parquet(run.staging_uri("trainset"))
+        run.commit({"trainset": [f"run-{run.run_id}"]},
+                   [(f"{run.staging}/trainset", run.wh.path("trainset", f"run-{run.run_id}"))],
+                   {pp_id: asdict(opts.preprocess)})
+        _list_left_out(run, j, by_status, labelled, orphans)
         counts = pd.crosstab(table["split"], table["label"].map(CODE_TO_NAME))
-        summary.update(
-            status="ok", finished=utc_now(), seen=seen, in_table=len(table), ondrejov_in_table=accepted,
-            rejected=rejected, rejected_by_reason=by_reason, unlabelled=n_unlabelled,
+        run.summary.update(
+            in_table=len(table), unlabelled=by_status.get("unlabelled", 0),
             duplicates=by_status.get("duplicate", 0), dropped_unknown=by_status.get("dropped_unknown", 0),
             labels_total=len(lab), labels_without_file=len(orphans), groups=int(table["group"].nunique()),
-            by_split={s: {c: int(v) for c, v in row.items()} for s, row in counts.iterrows()},
-            seconds=round(time.time() - t0, 3))
-        wh.fs.delete(staging)
-        wh.garbage_collect()
-        summary["summary_path"] = wh.write_summary(summary)
-        return summary
-    except Exception as exc:
-        summary.update(status="failed", finished=utc_now(), error=f"{type(exc).__name__}: {exc}")
-        try:
-            summary["summary_path"] = wh.write_summary(summary)
-        except Exception:  # noqa: BLE001 - the original error matters more
-            log.exception("could not write the run summary")
-        raise
-    finally:
-        sc.setJobDescription(None)
-        if j is not None:
-            j.unpersist()
-        wh.release_lock(run_id)
+            by_split={s: {c: int(v) for c, v in row.items()} for s, row in counts.iterrows()})
+        j.unpersist()
+        return run.summary
 
 
-def _extra_rows(spark, wh: Warehouse, extra: pd.DataFrame, pp_id: str, drop_unknown: bool, decimals: int,
+def _match_labels(run: JobRun, src: str, lab: pd.DataFrame):
+    """List ``src`` and join the labels by file stem: ``(every file with its status, {status:
+    count}, the labelled files as pandas, ids of labels without a file)``."""
+    from pyspark import StorageLevel
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+    ts = run.config["trainset"]
+    run.describe(f"list {src} and join {len(lab)} labels")
+    listing = list_sources(run.spark, src, tuple(ts["file_suffixes"])).dropDuplicates(["source_path"])
+    base = F.regexp_extract("source_path", r"([^/]+)$", 1)
+    listing = listing.withColumn("stem", F.lower(F.regexp_replace(base, STEM_SUFFIX_REGEX, "")))
+    lab_df = run.spark.createDataFrame(lab, "stem string, id string, label int")
+    j = listing.join(F.broadcast(lab_df), "stem", "left")
+    rank = F.row_number().over(Window.partitionBy("stem").orderBy("source_path"))
+    status = (F.when(F.col("label").isNull(), "unlabelled").when(F.col("rank") > 1, "duplicate")
+              .when((F.col("label") == UNKNOWN) & F.lit(bool(ts["drop_unknown"])), "dropped_unknown")
+              .otherwise("todo"))
+    j = j.withColumn("rank", rank).withColumn("status", status).drop("rank").persist(StorageLevel.MEMORY_AND_DISK)
+    by_status = {r["status"]: r["count"] for r in j.groupBy("status").count().collect()}
+    # the labelled files are at most as many as the labels: a small table for the driver
+    labelled = j.filter("status != 'unlabelled'").select("source_path", "stem", "id", "label", "status").toPandas()
+    orphans = lab.loc[~lab["stem"].isin(labelled["stem"]), "id"]
+    log.info("trainset %s: seen %d files: %s; %d labels without a file", run.run_id, sum(by_status.values()),
+             by_status, len(orphans))
+    return j, by_status, labelled, orphans
+
+
+def _adapt_labelled(run: JobRun, todo: pd.DataFrame, opts: TrainsetOptions, ad_id: str):
+    """Read and adapt the labelled files in tasks: ``(accepted, rejected, {reason: count}, [rows
+    DataFrame], [(id, group, label) pandas])``; the rejected files are listed in the summary."""
+    from pyspark.sql import functions as F
+    if not len(todo):
+        return 0, 0, {}, [], []
+    ts = run.config["trainset"]
+    nparts = task_count(len(todo), ts["paths_per_task"], run.spark.sparkContext.defaultParallelism)
+    run.describe(f"read and adapt {len(todo)} files in {nparts} tasks")
+    t_parse = time.time()
+    (run.spark.createDataFrame(todo[["source_path", "id", "label"]], "source_path string, id string, label int")
+     .repartition(nparts).mapInPandas(lambda it: parse_batches(it, opts), PARSED_SCHEMA)
+     .write.parquet(run.staging_uri("parsed")))
+    run.summary["parse_seconds"] = round(time.time() - t_parse, 3)
+    parsed = run.spark.read.parquet(run.staging_uri("parsed"))
+    meta = parsed.select("outcome", "reason", "detail", "source_path", "id", "group", "label").toPandas()
+    ok = meta["outcome"] == "ok"
+    by_reason = {k: int(v) for k, v in meta.loc[~ok, "reason"].value_counts().sort_index().items()}
+    run.summary["rejected_files"] = (meta.loc[~ok, ["source_path", "reason", "detail"]].sort_values("source_path")
+                                     .head(int(ts["max_listed"])).to_dict("records"))
+    rows = parsed.filter("outcome = 'ok'").select(
+        "id", "source_path", "object", "group", "label", "flux", F.lit(ad_id).alias("adapt_id"))
+    return int(ok.sum()), int((~ok).sum()), by_reason, [rows], [meta.loc[ok, ["id", "group", "label"]]]
+
+
+def _list_left_out(run: JobRun, j, by_status: dict[str, int], labelled: pd.DataFrame, orphans: pd.Series) -> None:
+    """What did not make it into the table, in the summary: the first ``max_listed`` of each kind
+    in the JSON, complete lists beside it in ``W/runs/trainset-<run_id>/``."""
+    max_listed, wh, run_id = int(run.config["trainset"]["max_listed"]), run.wh, run.run_id
+    n_unlabelled = by_status.get("unlabelled", 0)
+    unl = j.filter("status = 'unlabelled'").select("source_path")
+    run.summary["unlabelled_files"] = ([r[0] for r in unl.orderBy("source_path").limit(max_listed).collect()]
+                                       if n_unlabelled else [])
+    if n_unlabelled > max_listed:
+        unl.coalesce(1).write.csv(wh.uri("runs", f"trainset-{run_id}", "unlabelled_files"), header=True)
+        run.summary["unlabelled_files_csv"] = wh.path("runs", f"trainset-{run_id}", "unlabelled_files")
+    run.summary["duplicate_files"] = _first(labelled.loc[labelled["status"] == "duplicate", "source_path"], max_listed)
+    run.summary["dropped_unknown_files"] = _first(labelled.loc[labelled["status"] == "dropped_unknown", "source_path"],
+                                                  max_listed)
+    run.summary["labels_without_file_listed"] = _first(orphans, max_listed)
+    if len(orphans) > max_listed:
+        wh.fs.mkdirs(wh.path("runs", f"trainset-{run_id}"))
+        wh.fs.write_new(wh.path("runs", f"trainset-{run_id}", "labels_without_file.csv"),
+                        "id\n" + "".join(f"{x}\n" for x in sorted(orphans)))
+        run.summary["labels_without_file_csv"] = wh.path("runs", f"trainset-{run_id}", "labels_without_file.csv")
+
+
+def _extra_rows(run: JobRun, extra: pd.DataFrame, pp_id: str, drop_unknown: bool, decimals: int,
                 summary: dict[str, Any], max_listed: int):
     """Labelled LAMOST rows of ``W/spectra`` in trainset columns, and their ``(id, group, label)``
     table; the counts go to ``summary['extra']``. Group: the designation (else coordinates)."""
     from pyspark.sql import functions as F
     from .ingest import SPECTRA_SCHEMA
-    spectra = wh.read_table(spark, "spectra", SPECTRA_SCHEMA)
+    spark = run.spark
+    spectra = run.read_table("spectra", SPECTRA_SCHEMA)
     ex = spark.createDataFrame(extra, "source_path string, label int")
     j = F.broadcast(ex).join(spectra.select("source_path", "designation", "ra", "dec", "flux", "preprocess_id"),
                              "source_path", "left")

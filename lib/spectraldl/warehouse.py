@@ -11,15 +11,18 @@ Layout (CONVENTIONS.md)::
 
 A job writes its output beside the tables, moves the new directories in, and only then writes
 the next manifest (a new file under a fresh name, so the switch is one atomic rename on a local
-disk and on HDFS alike). Readers take the directories the newest manifest lists, so a job killed
-at any point leaves no partial rows visible; the next run deletes what no manifest references.
+disk and on HDFS alike). Readers take the directories of the manifest they started from, so a job
+killed at any point leaves no partial rows visible. Cleanup (:meth:`Warehouse.garbage_collect`,
+run by writers under the lock) deletes directories of interrupted runs at once, and superseded
+directories once no manifest that lists them has been the newest for ``retention_hours``, so a
+reader started before a commit finishes on the files it began with. The job lifecycle around
+all this is :mod:`spectraldl.lifecycle`.
 
 Local paths are handled with ``os``; any other URI (``hdfs://``, ``s3a://``) through the JVM's
 Hadoop FileSystem of the Spark session, so whatever the cluster can read works.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import logging
@@ -29,6 +32,8 @@ import shutil
 import socket
 from dataclasses import dataclass
 from typing import Any, Iterable
+
+from .errors import JobError
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +190,7 @@ class HadoopFS:
 
 
 # -- the warehouse ------------------------------------------------------------------------------
-class LockedError(RuntimeError):
+class LockedError(JobError):
     """Another run holds the warehouse lock."""
 
 
@@ -242,32 +247,57 @@ class Warehouse:
             return {"seq": 0, "tables": {}, "runs": []}
         return json.loads(self.fs.read_text(self.path("_state", ms[-1][1])))
 
-    def table_dirs(self, table: str) -> list[str]:
-        """Directory names (under ``W/<table>/``) that make up ``table`` now."""
-        return list(self.manifest()["tables"].get(table, []))
+    def table_dirs(self, table: str, manifest: dict[str, Any] | None = None) -> list[str]:
+        """Directory names (under ``W/<table>/``) that make up ``table`` in ``manifest`` (default:
+        the newest)."""
+        return list((manifest or self.manifest())["tables"].get(table, []))
 
-    def commit(self, tables: dict[str, list[str]], run: dict[str, Any]) -> int:
+    def commit(self, tables: dict[str, list[str]], run: dict[str, Any],
+               preprocess: dict[str, dict[str, Any]] | None = None) -> int:
         """Publish a new table state in one atomic step; returns the new sequence number.
 
         ``tables`` maps table names to their complete list of directories (tables not named
         keep their current directories). The directories must already be in place.
+        ``preprocess`` records the settings of the ``preprocess_id`` values the new rows carry
+        (``{preprocess_id: settings}``), so readers take a vector's grid from what made it.
         """
         m = self.manifest()
         new = {"seq": m["seq"] + 1, "tables": {**m["tables"], **tables},
-               "runs": (m.get("runs", []) + [run])[-200:], "committed": utc_now()}
+               "runs": (m.get("runs", []) + [run])[-200:], "committed": utc_now(),
+               "preprocess": {**m.get("preprocess", {}), **(preprocess or {})}}
         self.fs.mkdirs(self.path("_state"))
         self.fs.write_new(self.path("_state", f"{MANIFEST_PREFIX}{new['seq']:09d}.json"),
                           json.dumps(new, indent=1, sort_keys=True))
-        for seq, name in self._manifests()[:-KEEP_MANIFESTS]:
-            self.fs.delete(self.path("_state", name))
         return new["seq"]
 
-    def garbage_collect(self) -> list[str]:
-        """Delete table directories no manifest references and stale staging (call under the lock)."""
+    def _retained_manifests(self, retention_hours: float) -> tuple[list[dict[str, Any]], list[str]]:
+        """``(manifests to honour, manifest files to delete)``.
+
+        A manifest is honoured while it is the newest or was superseded (its successor committed)
+        less than ``retention_hours`` ago: a reader may have pinned it until then. Files of the
+        newest :data:`KEEP_MANIFESTS` manifests are kept as history either way.
+        """
+        names = [name for _, name in self._manifests()]
+        docs = [json.loads(self.fs.read_text(self.path("_state", n))) for n in names]
+        cutoff = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(hours=retention_hours)
+        honoured, drop = [], []
+        for i, (name, doc) in enumerate(zip(names, docs)):
+            superseded = _parse_time(docs[i + 1].get("committed")) if i + 1 < len(docs) else None
+            live = superseded is None or superseded > cutoff
+            if live:
+                honoured.append(doc)
+            if not live and i < len(names) - KEEP_MANIFESTS:
+                drop.append(name)
+        return honoured, drop
+
+    def garbage_collect(self, retention_hours: float = 0.0) -> list[str]:
+        """Delete table directories that no retained manifest lists, and stale staging (call
+        under the lock). A directory that a manifest superseded less than ``retention_hours``
+        ago still lists is kept, so a reader that pinned that manifest finishes on its files."""
         removed = []
-        live = self.manifest()["tables"]
+        honoured, drop = self._retained_manifests(retention_hours)
         for table in TABLES:
-            keep = set(live.get(table, []))
+            keep = {d for m in honoured for d in m["tables"].get(table, [])}
             for name in self.fs.listdir(self.path(table)):
                 if name not in keep and not name.startswith("."):
                     self.fs.delete(self.path(table, name))
@@ -275,13 +305,17 @@ class Warehouse:
         for name in self.fs.listdir(self.path("_staging")):
             self.fs.delete(self.path("_staging", name))
             removed.append(f"_staging/{name}")
+        for name in drop:
+            self.fs.delete(self.path("_state", name))
         if removed:
-            log.info("removed %d unreferenced directories left by interrupted runs", len(removed))
+            log.info("removed %d directories no retained manifest lists (superseded over %g h ago, or "
+                     "left by interrupted runs)", len(removed), retention_hours)
         return removed
 
-    def read_table(self, spark, table: str, schema=None):
-        """The committed rows of ``table`` as a DataFrame (empty with ``schema`` if none)."""
-        dirs = self.table_dirs(table)
+    def read_table(self, spark, table: str, schema=None, manifest: dict[str, Any] | None = None):
+        """The rows of ``table`` in ``manifest`` (default: the newest) as a DataFrame (empty with
+        ``schema`` if none)."""
+        dirs = self.table_dirs(table, manifest)
         if not dirs:
             if schema is None:
                 raise FileNotFoundError(f"table {table} is empty in {self.root}")
@@ -322,20 +356,6 @@ class Warehouse:
             + ("; that process is gone: the lock is stale, rerun with --break-lock" if stale
                else "; wait for it to finish, or rerun with --break-lock if it crashed"))
 
-    @contextlib.contextmanager
-    def locked(self, run_id: str, job: str, break_lock: bool = False, take: bool = True):
-        """Hold the lock for a job's body (``take=False``: the caller, e.g. the pipeline, holds
-        it already); on the way out release it and clear the Spark job description."""
-        if take:
-            self.acquire_lock(run_id, job, break_lock)
-        try:
-            yield self
-        finally:
-            if self.spark is not None:
-                self.spark.sparkContext.setJobDescription(None)
-            if take:
-                self.release_lock(run_id)
-
     def release_lock(self, run_id: str) -> None:
         lock = self.path("_state", "lock")
         try:
@@ -344,6 +364,13 @@ class Warehouse:
             return
         if holder.get("run_id") == run_id:
             self.fs.delete(lock)
+
+
+def _parse_time(text: str | None) -> _dt.datetime | None:
+    """A :func:`utc_now` timestamp as an aware datetime (None for None)."""
+    if not text:
+        return None
+    return _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_dt.timezone.utc)
 
 
 def _pid_alive(pid: Any) -> bool:

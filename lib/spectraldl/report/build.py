@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,13 @@ from ..artifact import META_FILE, default_model_dir, read_meta
 from ..errors import UsageError
 from ..evaluate import summary_table
 from ..models import CLASSES
-from ..preprocess import PreprocessSettings
-from ..warehouse import Warehouse, is_local, local_path, new_run_id, utc_now
+from ..ingest import REJECTS_SCHEMA
+from ..lifecycle import JobRun, recorded_grid
+from ..score import SCORES_SCHEMA
+from ..warehouse import is_local, local_path, utc_now
 from . import plots
-from .catalogue import (ACKNOWLEDGEMENT, group_by_star, is_star, labelling_export, select_candidates,
-                        write_votable)
+from .catalogue import (ACKNOWLEDGEMENT, CATALOGUE_COLUMNS, group_by_star, is_star, labelling_export,
+                        select_candidates, write_votable)
 
 log = logging.getLogger(__name__)
 
@@ -42,39 +43,79 @@ def model_dir_for(version: str, wh_root: str) -> Path | None:
     return None
 
 
-def _latest_version(scores) -> str:
+def _latest_version(scores) -> str | None:
     from pyspark.sql import functions as F
     row = scores.groupBy("model_version").agg(F.max("scored_at").alias("t")).orderBy(F.desc("t")).first()
-    if row is None:
-        raise FileNotFoundError("no scores yet: run the score job first")
-    return row["model_version"]
+    return None if row is None else row["model_version"]
 
 
 def run_report(spark, warehouse: str, config: dict[str, Any], top: int | None = None,
-               model_version: str | None = None) -> dict[str, Any]:
-    """Build the report of the newest (or the given) model version's scores."""
+               model_version: str | None = None, parent: JobRun | None = None) -> dict[str, Any]:
+    """Build the report of the newest (or the given) model version's scores.
+
+    The report reads the tables of the manifest it started from (no lock: it writes only its own
+    directory). A warehouse with nothing scored still gets a report, saying what the archive
+    holds (spectra and rejects by reason) and that there is nothing to rank.
+    """
     from pyspark.sql import functions as F
 
-    t0 = time.time()
     cfg = config["report"]
     top = top or cfg["top"]
-    run_id = new_run_id()
-    wh = Warehouse(warehouse, spark)
-    if not is_local(wh.root):
-        raise UsageError("the report is written to a local or mounted warehouse path")
-    out = Path(local_path(wh.root)) / "reports" / run_id
-    out.mkdir(parents=True)
-    scores = wh.read_table(spark, "scores")
-    version = model_version or _latest_version(scores)
-    mdir = model_dir_for(version, wh.root)
-    meta = read_meta(mdir) if mdir else {}
-    thresholds = meta.get("thresholds") or {c: 0.5 for c in CLASSES}
-    s = scores.filter(F.col("model_version") == version)
-    n_scored = s.count()
-    predicted = {r["label"]: r["count"] for r in s.groupBy("label").count().collect()}
-    predicted = {c: predicted.get(c, 0) for c in CLASSES}
+    with JobRun(spark, "report", warehouse, config, inputs={"top": top, "model_version": model_version},
+                parent=parent) as run:
+        if not is_local(run.wh.root):
+            raise UsageError("the report is written to a local or mounted warehouse path")
+        out = Path(local_path(run.wh.root)) / "reports" / run.run_id
+        out.mkdir(parents=True)
+        archive = _archive_counts(run)
+        scores = run.read_table("scores", SCORES_SCHEMA)
+        version = model_version or _latest_version(scores)
+        s = scores.filter(F.col("model_version") == version) if version else scores
+        run.describe("count the scores")
+        by_class = s.groupBy("lamost_class", "label").count().toPandas()  # exact totals for the charts
+        n_scored = int(by_class["count"].sum())
+        predicted = {c: int(by_class.loc[by_class["label"] == c, "count"].sum()) for c in CLASSES}
+        run.summary.update(model_version=version, scored=n_scored, candidates_stars=0, candidate_spectra_stars=0,
+                           candidates_extragalactic=0, labelling=0, report=str(out / "index.html"))
+        page = {"run_id": run.run_id, "generated": utc_now(), "warehouse": run.wh.root, "model_version": version,
+                "n_scored": n_scored, "predicted": predicted, "archive": archive,
+                "acknowledgement": ACKNOWLEDGEMENT}
+        if n_scored == 0:
+            run.nothing_to_do(f"no spectra scored ({archive['spectra']} in the spectra table, "
+                              f"{archive['rejected']} files rejected)")
+            _empty_outputs(out)
+        else:
+            mdir = model_dir_for(version, run.wh.root)
+            meta = read_meta(mdir) if mdir else {}
+            page.update(_report_body(run, s, meta, by_class, out, top, cfg))
+            page.update(_model_section(mdir, meta, out))
+        page.update(maps=_copy_maps(run, out), runs=_latest_runs(run))
+        _render(page, out)
+        return run.summary
 
-    # candidates in Spark; the small result to the driver
+
+def _archive_counts(run: JobRun) -> dict[str, Any]:
+    """What the warehouse holds: spectra, rejected files and their reasons (exact counts)."""
+    rejects = run.read_table("rejects", REJECTS_SCHEMA)
+    by_reason = {r["reason"]: r["count"] for r in rejects.groupBy("reason").count().collect()}
+    return {"spectra": run.count_rows("spectra"), "rejected": sum(by_reason.values()),
+            "rejected_by_reason": dict(sorted(by_reason.items()))}
+
+
+def _empty_outputs(out: Path) -> None:
+    """Header-only downloads, so the links of an empty report work."""
+    for name, cols in (("catalogue.csv", CATALOGUE_COLUMNS), ("extragalactic.csv", ["source_path", "designation"]),
+                       ("labelling.csv", ["source_path", "label"])):
+        pd.DataFrame(columns=cols).to_csv(out / name, index=False)
+
+
+def _report_body(run: JobRun, s, meta: dict[str, Any], by_class: pd.DataFrame, out: Path, top: int,
+                 cfg: dict[str, Any]) -> dict[str, Any]:
+    """Candidates, catalogue, labelling export, charts and spectrum plots of the scored rows."""
+    from pyspark.sql import functions as F
+    spark, version = run.spark, meta.get("version")
+    thresholds = meta.get("thresholds") or {c: 0.5 for c in CLASSES}
+    run.describe("select candidates")
     cond = (F.col("p_emission") >= thresholds["emission"]) | (F.col("p_double_peak") >= thresholds["double_peak"])
     cand = select_candidates(s.filter(cond).toPandas(), thresholds)
     keys = cand[["designation"]].dropna().drop_duplicates()
@@ -85,36 +126,46 @@ def run_report(spark, warehouse: str, config: dict[str, Any], top: int | None = 
     catalogue = group_by_star(star, pd.concat([obs, star[["source_path", "designation"]]]).drop_duplicates("source_path"))
     catalogue.to_csv(out / "catalogue.csv", index=False)
     extragalactic.drop(columns=["scored_at"], errors="ignore").to_csv(out / "extragalactic.csv", index=False)
-    vmeta = {"model_version": version, "run_id": run_id, "warehouse": wh.root, "thresholds": json.dumps(thresholds),
-             "n_scored": n_scored}
-    write_votable(catalogue, str(out / "catalogue.vot"), vmeta)
-
-    n_label = cfg["labelling"]
-    uncertain = s.orderBy(F.desc("entropy")).limit(n_label).toPandas()
-    labelling = labelling_export(uncertain, n_label)
+    n_scored = int(by_class["count"].sum())
+    write_votable(catalogue, str(out / "catalogue.vot"),
+                  {"model_version": version or "", "run_id": run.run_id, "warehouse": run.wh.root,
+                   "thresholds": json.dumps(thresholds), "n_scored": n_scored})
+    labelling = labelling_export(s.orderBy(F.desc("entropy")).limit(cfg["labelling"]).toPandas(), cfg["labelling"])
     labelling.to_csv(out / "labelling.csv", index=False)
 
     sample = s.select("label", "lamost_class", *[f"p_{c}" for c in CLASSES])
-    if n_scored > cfg["histogram_sample"]:
+    if n_scored > cfg["histogram_sample"]:  # only the histograms are drawn from a sample
         sample = sample.sample(fraction=cfg["histogram_sample"] / n_scored, seed=1)
-    sample = sample.toPandas()
-    plots.counts_plot(sample, out / "counts.png")
-    plots.probability_histograms(sample, thresholds, out / "probabilities.png")
+    plots.counts_plot(by_class, out / "counts.png")
+    plots.probability_histograms(sample.toPandas(), thresholds, out / "probabilities.png")
     plots.sky_map(catalogue, out / "sky.png")
+    made = _plot_spectra(run, s, catalogue, labelling, out, top, cfg)
+    run.summary.update(candidates_stars=len(catalogue), candidate_spectra_stars=len(star),
+                       candidates_extragalactic=len(extragalactic), labelling=len(labelling))
+    return {"n_star_candidates": len(catalogue), "n_star_candidate_spectra": len(star),
+            "n_extragalactic": len(extragalactic), "top_rows": catalogue.head(top).to_dict("records"),
+            "top_plots": made["top"], "class_plots": {c: made[c] for c in CLASSES}, "n_labelling": len(labelling),
+            "labelling_plots": made["uncertain"], "histogram_sampled": n_scored > cfg["histogram_sample"]}
 
-    # spectra: top candidates, random members of each class, the most uncertain
-    grid = PreprocessSettings.from_config(config["preprocess"]).grid
-    spectra = wh.read_table(spark, "spectra")
+
+def _plot_spectra(run: JobRun, s, catalogue: pd.DataFrame, labelling: pd.DataFrame, out: Path, top: int,
+                  cfg: dict[str, Any]) -> dict[str, list[str]]:
+    """Plots of the top candidates, random members of each class and the most uncertain spectra,
+    each vector drawn on the grid its ``preprocess_id`` was made with."""
+    from pyspark.sql import functions as F
     want: dict[str, list[str]] = {"top": catalogue["best_source_path"].head(top).tolist()}
-    per_class = cfg["examples_per_class"]
     for c in CLASSES:
-        want[c] = [r["source_path"] for r in s.filter(F.col("label") == c).orderBy(F.rand(seed=7)).limit(per_class).collect()]
+        want[c] = [r["source_path"] for r in
+                   s.filter(F.col("label") == c).orderBy(F.rand(seed=7)).limit(cfg["examples_per_class"]).collect()]
     want["uncertain"] = labelling["source_path"].head(cfg["labelling_plots"]).tolist()
     paths = sorted({p for v in want.values() for p in v})
     rows = {}
     if paths:
-        joined = (spectra.join(spark.createDataFrame([(p,) for p in paths], "source_path string"), "source_path", "left_semi")
-                  .join(s.drop("designation", "ra", "dec", "lamost_class", "lamost_subclass", "ingest_run"), "source_path"))
+        run.describe(f"read {len(paths)} spectra to plot")
+        keys = run.spark.createDataFrame([(p,) for p in paths], "source_path string")
+        joined = (run.read_table("spectra").join(keys, "source_path", "left_semi")
+                  .join(s.drop("designation", "ra", "dec", "lamost_class", "lamost_subclass", "ingest_run"),
+                        "source_path"))
         rows = {r["source_path"]: r for r in (x.asDict() for x in joined.collect())}
     made: dict[str, list[str]] = {k: [] for k in want}
     for group, ps in want.items():
@@ -122,14 +173,14 @@ def run_report(spark, warehouse: str, config: dict[str, Any], top: int | None = 
             if p not in rows:
                 continue
             name = f"spec-{group}-{i:03d}.png"
+            grid = recorded_grid(run.manifest, rows[p]["preprocess_id"], len(rows[p]["flux"]))
             plots.spectrum_plot(pd.Series(rows[p]), np.asarray(rows[p]["flux"]), grid, out / name)
             made[group].append(name)
+    return made
 
-    maps = []
-    map_dirs = sorted(glob.glob(str(Path(local_path(wh.root)) / "reports" / "*" / "maps")))  # explore runs
-    for p in sorted(glob.glob(os.path.join(map_dirs[-1], "*.png"))) if map_dirs else []:
-        shutil.copy(p, out / f"map-{os.path.basename(p)}")
-        maps.append(f"map-{os.path.basename(p)}")
+
+def _model_section(mdir: Path | None, meta: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The model's evaluation plots (copied) and its test metrics as text."""
     model_plots = []
     if mdir:
         for name in ("confusion_matrix.png", "pr_curves.png", "training_curves.png"):
@@ -141,27 +192,44 @@ def run_report(spark, warehouse: str, config: dict[str, Any], top: int | None = 
         metrics_text = summary_table({"test": meta["metrics"]["test"], "thresholds": meta["metrics"]["thresholds"],
                                       "test_average_precision": meta["metrics"].get("test_average_precision",
                                                                                    {c: float("nan") for c in CLASSES})})
+    return {"model_metrics": metrics_text, "model_plots": model_plots}
+
+
+def _copy_maps(run: JobRun, out: Path) -> list[str]:
+    """The newest explore run's maps, copied beside the report."""
+    maps = []
+    map_dirs = sorted(glob.glob(str(Path(local_path(run.wh.root)) / "reports" / "*" / "maps")))
+    for p in sorted(glob.glob(os.path.join(map_dirs[-1], "*.png"))) if map_dirs else []:
+        shutil.copy(p, out / f"map-{os.path.basename(p)}")
+        maps.append(f"map-{os.path.basename(p)}")
+    return maps
+
+
+def _latest_runs(run: JobRun) -> list[tuple[str, str]]:
+    """The newest run summary of each job, as ``(file name, JSON text)``."""
     runs = []
-    for job in ("ingest", "score", "train", "trainset", "explore"):
-        files = sorted(glob.glob(str(Path(local_path(wh.root)) / "runs" / f"{job}-*.json")))
+    for job in ("pipeline", "ingest", "score", "train", "trainset", "explore"):
+        files = sorted(glob.glob(str(Path(local_path(run.wh.root)) / "runs" / f"{job}-*.json")))
         if files:
             runs.append((os.path.basename(files[-1]), Path(files[-1]).read_text()))
+    return runs
 
+
+def _render(page: dict[str, Any], out: Path) -> None:
     from jinja2 import Environment, PackageLoader, select_autoescape
     env = Environment(loader=PackageLoader("spectraldl.report", "templates"),  # works from a zip too
                       autoescape=select_autoescape(["html"]))
-    html = env.get_template("index.html").render(
-        run_id=run_id, generated=utc_now(), warehouse=wh.root, model_version=version, n_scored=n_scored,
-        predicted=predicted, n_star_candidates=len(catalogue), n_star_candidate_spectra=len(star),
-        n_extragalactic=len(extragalactic), top_rows=catalogue.head(top).to_dict("records"),
-        top_plots=made["top"], class_plots={c: made[c] for c in CLASSES}, n_labelling=len(labelling),
-        labelling_plots=made["uncertain"], maps=maps, model_metrics=metrics_text, model_plots=model_plots,
-        runs=runs, acknowledgement=ACKNOWLEDGEMENT)
+    defaults = {"n_star_candidates": 0, "n_star_candidate_spectra": 0, "n_extragalactic": 0, "top_rows": [],
+                "top_plots": [], "class_plots": {}, "n_labelling": 0, "labelling_plots": [], "model_metrics": "",
+                "model_plots": [], "histogram_sampled": False}
+    html = env.get_template("index.html").render(**{**defaults, **page})
     (out / "index.html").write_text(html, encoding="utf-8")
-    summary = {"job": "report", "run_id": run_id, "started": None, "finished": utc_now(), "status": "ok",
-               "inputs": {"warehouse": wh.root, "top": top}, "model_version": version, "scored": n_scored,
-               "candidates_stars": len(catalogue), "candidate_spectra_stars": len(star),
-               "candidates_extragalactic": len(extragalactic), "labelling": len(labelling),
-               "report": str(out / "index.html"), "seconds": round(time.time() - t0, 1)}
-    summary["summary_path"] = wh.write_summary(summary)
-    return summary
+
+
+def summary_line(s: dict[str, Any]) -> str:
+    """The report job's last log line."""
+    if s.get("nothing_to_do"):
+        return f"report {s['run_id']}: nothing to rank ({s['nothing_to_do']}); open {s['report']}"
+    return (f"report {s['run_id']}: {s['scored']} spectra scored by {s['model_version']}, "
+            f"{s['candidates_stars']} star candidates ({s['candidate_spectra_stars']} spectra), "
+            f"{s['candidates_extragalactic']} galaxies/QSOs apart; open {s['report']}")

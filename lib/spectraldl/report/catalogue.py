@@ -21,6 +21,10 @@ ACKNOWLEDGEMENT = (
     "Podsztavek (2017) and Skoda, Podsztavek & Tvrdik, A&A 643, A122 (2020)."
 )
 CANDIDATE_CLASSES = ("emission", "double_peak")
+#: The columns of ``catalogue.csv``, in order.
+CATALOGUE_COLUMNS = ["rank", "designation", "ra", "dec", "candidate_class", "p_best", "p_mean", "n_candidate_obs",
+                     "n_obs", "lamost_class", "lamost_subclass", "p_emission", "p_absorption", "p_double_peak",
+                     "best_source_path"]
 
 
 def select_candidates(scores: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
@@ -54,9 +58,7 @@ def group_by_star(cands: pd.DataFrame, all_scores: pd.DataFrame) -> pd.DataFrame
         })
     df = pd.DataFrame(rows)
     if df.empty:
-        return pd.DataFrame(columns=["rank", "designation", "ra", "dec", "candidate_class", "p_best", "p_mean",
-                                     "n_candidate_obs", "n_obs", "lamost_class", "lamost_subclass", "p_emission",
-                                     "p_absorption", "p_double_peak", "best_source_path"])
+        return pd.DataFrame(columns=CATALOGUE_COLUMNS)
     df = df.sort_values(["p_best", "n_candidate_obs"], ascending=False).reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     return df

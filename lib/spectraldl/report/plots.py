@@ -21,13 +21,18 @@ def _plt():
     return plt
 
 
-def counts_plot(scores: pd.DataFrame, path: Path) -> None:
+def counts_plot(by_class: pd.DataFrame, path: Path) -> None:
+    """Bar charts of the predicted classes, overall and per LAMOST class, from exact totals
+    (``by_class``: columns ``lamost_class``, ``label``, ``count``, one row per pair)."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    scores["label"].value_counts().reindex(CLASSES, fill_value=0).plot.bar(ax=axes[0], color=["C3", "C0", "C2"])
+    totals = by_class.groupby("label")["count"].sum().reindex(CLASSES, fill_value=0)
+    totals.plot.bar(ax=axes[0], color=["C3", "C0", "C2"])
     axes[0].set_title("predicted class")
     axes[0].tick_params(axis="x", rotation=0)
-    ct = pd.crosstab(scores["lamost_class"].fillna("?"), scores["label"]).reindex(columns=CLASSES, fill_value=0)
+    ct = (by_class.assign(lamost_class=by_class["lamost_class"].fillna("?"))
+          .pivot_table(index="lamost_class", columns="label", values="count", aggfunc="sum", fill_value=0)
+          .reindex(columns=CLASSES, fill_value=0))
     ct.plot.bar(ax=axes[1], stacked=True, color=["C3", "C0", "C2"])
     axes[1].set_title("by LAMOST class")
     axes[1].tick_params(axis="x", rotation=0)
