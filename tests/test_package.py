@@ -76,9 +76,12 @@ def test_wrapper_options_become_job_arguments_like_spark_submit_sh(monkeypatch):
     assert cli_main.job_argv(opts)[-1] == "spark.driver.extraJavaOptions=-Dx=1"  # the user's wins
 
 
-def test_py_files_zip_holds_package_model_and_conf(tmp_path, monkeypatch):
+def test_py_files_zip_holds_package_model_and_conf(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("SPECTRALDL_CONF_DIR", raising=False)
-    path = cli_main.build_zip(tmp_path)
+    assert cli_main.main(["--job-path", "ingest"]) == 0 and capsys.readouterr().out == f"{ROOT / 'jobs' / 'ingest.py'}\n"
+    assert cli_main.main(["--zip", str(tmp_path)]) == 0
+    path = tmp_path / "spectraldl.zip"
+    assert capsys.readouterr().out == f"{path}\n"
     with zipfile.ZipFile(path) as z:
         names = set(z.namelist())
         for f in CONF_FILES:
