@@ -166,7 +166,7 @@ class HalphaSettings:
     nebular_band_fwhm: float = 1.5
     nebular_cont_fwhm: float = 2.0
     nebular_snr: float = 5.0
-    nebular_fwhm_factor: float = 1.8
+    nebular_fwhm_factor: float = 1.5
     line_sys_floor: float = 0.01
 
     def __post_init__(self) -> None:
@@ -435,7 +435,6 @@ def _geometry(w: np.ndarray, a: int, b: int, p: _Plan) -> _Geom | None:
         cols_w += [zero, zero, zero, zero]
         cols_q += [zero]
         cols_v += [zero, zero]
-    cols_w.append(np.ones(m))  # the flux sum: not finite when any pixel is not
     g.W = np.ascontiguousarray(np.column_stack(cols_w))
     g.Q = np.ascontiguousarray(np.column_stack(cols_q))
     g.V = np.ascontiguousarray(np.column_stack(cols_v))
@@ -743,7 +742,9 @@ def measure_halpha(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray | 
     of the two. The error adds the pixel noise (ivar, filled as for H-alpha; without ivar the
     windows' scatter), the fitted line's error at the band, and ``line_sys_floor`` x continuum x
     band width (fully correlated: continuum structure, not noise, limits bright spectra). Bad
-    pixels in a band are left out (the flux is then underestimated).
+    pixels in a band are left out (the flux is then underestimated), and so are pixels whose flux
+    is exactly 0 there (no data written: seen beyond 6732 Å in a real DR1 file, where it faked
+    a 9-sigma [S II] line).
 
     Spectra whose pixels from 6500 Å to the [S II] windows are all good with a positive ivar
     take a fast path: everything that depends on the wavelengths only is computed once per grid
@@ -791,9 +792,10 @@ def _measure_fast(w: np.ndarray, flux: Any, ivar: Any, andmask: Any, p: _Plan) -
         iv = np.asarray(ivar[a:b], dtype=np.float64)
         if not (iv.min() > 0 and iv.max() < _INF):
             return None
-    lin = (f @ g.W).tolist()
-    if not math.isfinite(lin[-1]):  # a non-finite flux somewhere: general path
+    # flux exactly 0 (no data written) or not finite somewhere: general path
+    if np.count_nonzero(f) != f.size or not _isfinite(f).all():
         return None
+    lin = (f @ g.W).tolist()
     fc = lin[0]
     if not fc > 0:
         return None
@@ -977,7 +979,8 @@ def _measure_general(w: np.ndarray, flux: Any, ivar: Any, andmask: Any, R: float
     nii = sii = None
     if e[13] <= r1 and e[8] >= r0:
         a0, a1 = e[8] - r0, e[13] - r0
-        nii = _line_snr(ww[a0:a1], f[a0:a1], good[a0:a1], var[a0:a1] if ivar is not None else None,
+        gn = good[a0:a1] & (f[a0:a1] != 0)
+        nii = _line_snr(ww[a0:a1], f[a0:a1], gn, var[a0:a1] if ivar is not None else None,
                         _widths(w, e[8], e[13]), ((0, e[9] - e[8]), (e[12] - e[8], e[13] - e[8])),
                         ((e[10] - e[8], e[11] - e[8]),), floor)
     if nii is None:
@@ -985,7 +988,7 @@ def _measure_general(w: np.ndarray, flux: Any, ivar: Any, andmask: Any, R: float
     if w[0] <= p.sii_lo_edge and w[-1] >= p.sii_hi_edge:
         q0, q1 = e[14], e[21]
         fq = np.asarray(flux[q0:q1], dtype=np.float64)
-        gq = _isfinite(fq)
+        gq = _isfinite(fq) & (fq != 0)
         if andmask is not None:
             gq &= np.asarray(andmask[q0:q1]) == 0
         vq = None
