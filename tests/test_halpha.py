@@ -332,6 +332,10 @@ def test_garbage_never_raises():
         r = measure_halpha(w, f.astype(rng.choice([np.float32, np.float64])), iv, am)
         assert r.ha_flag is None or not r.ha_flag.startswith("internal_error"), r.ha_flag
         assert r.ha_profile in (None, *H.PROFILES)
+    _, f, iv = make(w, R_LRS, [(HA_VAC, 3.0, -10.0)], snr=50)
+    for R in (50.0, 300.0, 1e6, np.inf, np.nan, -1.0):  # odd resolving powers: bands anywhere
+        r = measure_halpha(w, f, iv, resolving_power=R)
+        assert r.ha_flag is None or not r.ha_flag.startswith("internal_error"), (R, r.ha_flag)
     for bad in ([], [6500.0], np.full(10, np.nan), np.zeros(5000)):
         bad = np.asarray(bad, dtype=float)
         r = measure_halpha(bad, np.ones(bad.size))

@@ -290,7 +290,7 @@ _SQRT2 = math.sqrt(2.0)
 class _Plan:
     """Band edges for one (settings, R), searched in one call, and the geometries of the grids."""
 
-    __slots__ = ("settings", "R", "edges", "outer", "fwhm_inst_ha", "fwhm_max", "near_dlam",
+    __slots__ = ("settings", "R", "edges", "outer", "fwhm_inst_ha", "fwhm_max", "near_dlam", "nii_ok",
                  "sii_lo_edge", "sii_hi_edge", "geoms")
 
     def __init__(self, s: HalphaSettings, R: float) -> None:
@@ -312,6 +312,8 @@ class _Plan:
             s.ha_center - s.fwhm_halfwidth, s.ha_center + s.fwhm_halfwidth,
             n0 - nb - nc, n0 - nb, n0 - nb, n0 + nb, n0 + nb, n0 + nb + nc,
             s1 - b1 - c1, s1 - b1, s1 - b1, s1 + b1, s2 - b2, s2 + b2, s2 + b2, s2 + b2 + c2])
+        # at a very low R the [N II] windows would reach into the H-alpha band: not measured
+        self.nii_ok = bool(self.edges[8] >= s.line_stop)
         self.sii_lo_edge = float(self.edges[14])
         self.sii_hi_edge = float(self.edges[21])
         self.outer = np.array([s.blue_start, s.red_stop, self.sii_hi_edge])
@@ -402,10 +404,10 @@ def _geometry(w: np.ndarray, a: int, b: int, p: _Plan) -> _Geom | None:
     g.lam_fwhm = x[e[6]:e[7]].copy()
     cols_w = [sf.mean_w, sf.slope_w, dl]
     cols_q = [side.astype(np.float64)]
-    cols_v = [dl * dl]
+    cols_v = [dl * dl, sf.mean_w]
     zero = np.zeros(m)
     g.nii = g.nii_fit = g.sii = g.sii_fit = None
-    if e[13] <= m:
+    if p.nii_ok and 0 <= e[8] and e[13] <= m:
         cm = np.zeros(m, dtype=bool)
         cm[e[8]:e[9]] = True
         cm[e[12]:e[13]] = True
@@ -421,7 +423,7 @@ def _geometry(w: np.ndarray, a: int, b: int, p: _Plan) -> _Geom | None:
         cols_w += [zero, zero, zero]
         cols_q += [zero]
         cols_v += [zero]
-    if e[21] <= m and w[-1] >= p.sii_hi_edge:
+    if 0 <= e[14] and e[21] <= m and w[-1] >= p.sii_hi_edge:
         cm = np.zeros(m, dtype=bool)
         cm[e[14]:e[15]] = True
         cm[e[20]:e[21]] = True
@@ -870,17 +872,18 @@ def _measure_fast(w: np.ndarray, flux: Any, ivar: Any, andmask: Any, p: _Plan) -
     snr = None
     if iv is None:
         var = np.maximum(f * (1.0 / fc), 1.0) * rms2
+        vs = (var @ g.V).tolist()
     elif iv.min() > 0 and iv.max() < _INF:
         var = 1.0 / iv
-        vs1 = float(var @ g.side.mean_w)
-        snr = fc / math.sqrt(vs1) if vs1 > 0 else None
+        vs = (var @ g.V).tolist()
+        snr = fc / math.sqrt(vs[1]) if vs[1] > 0 else None  # column 1: mean over the side bands
     else:  # pixels without ivar: from their neighbours (module docstring)
         ok = (iv > 0) & (iv < _INF)
         var = _fill_variance(f, 1.0 / np.where(ok, iv, 1.0), ok, ~ok, s.ivar_fill_pixels, rms2, fc)
+        vs = (var @ g.V).tolist()
         snr = _snr_from_var(var, ok & g.side_mask, ns, fc)
     if snr is None:
         snr = fc / math.sqrt(rms2) if rms2 > 0 else None
-    vs = (var @ g.V).tolist()
     # equivalent width
     fc2 = fc * fc
     A = lin[2] / fc
@@ -907,7 +910,7 @@ def _measure_fast(w: np.ndarray, flux: Any, ivar: Any, andmask: Any, p: _Plan) -
         ft, bd = g.nii_fit, g.nii
         ym, sl = lin[3], lin[4]
         r2 = max(float(quad[1]) - ft.n * ym * ym - sl * sl * ft.sxx, 0.0) / (ft.n - 2)
-        pv = vs[1] if iv is not None else r2 * bd.sd2
+        pv = vs[2] if iv is not None else r2 * bd.sd2
         nii = _forbidden_snr(lin[5], bd.sd, bd.xb, pv, ym, sl, r2, ft.n, ft.sxx, floor)
     if nii is None:
         flags.append("nii_not_measured")
@@ -916,7 +919,7 @@ def _measure_fast(w: np.ndarray, flux: Any, ivar: Any, andmask: Any, p: _Plan) -
         ym, sl = lin[6], lin[7]
         r2 = max(float(quad[2]) - ft.n * ym * ym - sl * sl * ft.sxx, 0.0) / (ft.n - 2)
         for k, bd in enumerate(g.sii):
-            pv = vs[2 + k] if iv is not None else r2 * bd.sd2
+            pv = vs[3 + k] if iv is not None else r2 * bd.sd2
             x = _forbidden_snr(lin[8 + k], bd.sd, bd.xb, pv, ym, sl, r2, ft.n, ft.sxx, floor)
             if x is not None and (sii is None or x > sii):
                 sii = x
@@ -956,7 +959,7 @@ def _measure_general(w: np.ndarray, flux: Any, ivar: Any, andmask: Any, R: float
     p = _plan(s, R)
     e = w.searchsorted(p.edges).tolist()
     r0, r1 = e[0], e[5]
-    sii_ok = bool(w[0] <= p.sii_lo_edge and w[-1] >= p.sii_hi_edge)
+    sii_ok = bool(w[0] <= p.sii_lo_edge and w[-1] >= p.sii_hi_edge and e[14] >= r0)
     rz = max(e[21], r1) if sii_ok else r1  # the region: 6500 Å to the end of the [S II] windows
     wa = w[r0:rz]
     if not (np.diff(wa) > 0).all() or not _isfinite(wa[0]) or not _isfinite(wa[-1]):
@@ -1051,7 +1054,7 @@ def _measure_general(w: np.ndarray, flux: Any, ivar: Any, andmask: Any, R: float
     # forbidden lines (pixels with flux exactly 0 left out), slices of the region
     floor = s.line_sys_floor
     nii = sii = None
-    if e[13] <= r1 and e[8] >= r0:
+    if p.nii_ok and e[13] <= r1 and e[8] >= r0:
         a0, a1 = e[8] - r0, e[13] - r0
         gn = good[a0:a1] & (f[a0:a1] != 0)
         nii = _line_snr(ww[a0:a1], f[a0:a1], gn, vara[a0:a1] if vara is not None else None,
