@@ -20,7 +20,7 @@ from spectraldl.io.fits import load_bytes
 from spectraldl.synth import SynthConfig, make_spectrum, write_spectrum
 from spectraldl.synth.fitswrite import NO_VALUE, Raw, card
 from spectraldl.synth.formats import encode
-from spectraldl.synth.formats import plate_of, plate_params
+from spectraldl.synth.observing import plate_of, plate_params
 from spectraldl.synth.job import run_synth
 
 CFG = SynthConfig.defaults()

@@ -15,6 +15,8 @@ import functools
 
 import numpy as np
 
+from ..adapt import air_to_vacuum
+
 C_KMS = 299792.458
 HALPHA_AIR = 6562.80
 HALPHA_VAC = 6564.61
@@ -22,14 +24,6 @@ LAMOST_COEFF0 = 3.5682
 LAMOST_COEFF1 = 0.0001
 FWHM_PER_SIGMA = 2.3548200450309493
 LETTERS = "OBAFGKM"
-
-
-def air_to_vacuum(w_air: np.ndarray | float) -> np.ndarray:
-    """Vacuum wavelengths from air ones (VALD / Piskunov formula, as THESIS-FACTS quotes it)."""
-    w = np.asarray(w_air, dtype=np.float64)
-    s2 = (1e4 / w) ** 2
-    n = 1 + 8.336624212083e-5 + 2.408926869968e-2 / (130.1065924522 - s2) + 1.599740894897e-4 / (38.92568793293 - s2)
-    return w * n
 
 
 @functools.lru_cache(maxsize=256)
