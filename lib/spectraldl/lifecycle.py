@@ -91,6 +91,10 @@ class JobRun:
         What the run was asked to do, recorded in its summary.
     writes : bool
         Whether the job commits tables (takes the lock and cleans up).
+    publishes : bool
+        Whether the job only reads but publishes something under the lock at its end (train): it
+        refuses to start while another run holds the lock (``break_lock`` removes it), and takes
+        the lock in :meth:`lock`.
     break_lock : bool
         Remove another run's lock first (``--break-lock``).
     parent : JobRun, optional
@@ -107,10 +111,10 @@ class JobRun:
     """
 
     def __init__(self, spark, job: str, warehouse: str, config: dict[str, Any], *,
-                 inputs: dict[str, Any] | None = None, writes: bool = False, break_lock: bool = False,
-                 parent: "JobRun | None" = None) -> None:
+                 inputs: dict[str, Any] | None = None, writes: bool = False, publishes: bool = False,
+                 break_lock: bool = False, parent: "JobRun | None" = None) -> None:
         self.spark, self.job, self.config = spark, job, config
-        self.writes, self.break_lock, self.parent = writes, break_lock, parent
+        self.writes, self.publishes, self.break_lock, self.parent = writes, publishes, break_lock, parent
         self.run_id = new_run_id()
         force = config["warehouse"]["filesystem"] == "hadoop"
         self.wh = Warehouse(warehouse, spark, force_hadoop=force)
@@ -138,6 +142,8 @@ class JobRun:
         if self.writes:
             self._take_lock()
             self.wh.garbage_collect(self.retention_hours)
+        elif self.publishes and self.parent is None:
+            self.wh.check_unlocked(self.break_lock)  # refuse at once, not after hours of work
         self.manifest = self.wh.manifest()
         self.summary["manifest_seq"] = self.manifest["seq"]
         return self
@@ -166,14 +172,14 @@ class JobRun:
         return False
 
     # -- the lock ------------------------------------------------------------------------------
-    def _take_lock(self) -> None:
+    def _take_lock(self, break_lock: bool | None = None) -> None:
         if self.parent is not None:
             if not self.parent.holds_lock:
                 raise RuntimeError(f"{self.job} runs inside {self.parent.job} {self.parent.run_id}, "
                                    "which does not hold the warehouse lock")
             return
         if not self._holds_lock:
-            self.wh.acquire_lock(self.run_id, self.job, self.break_lock)
+            self.wh.acquire_lock(self.run_id, self.job, self.break_lock if break_lock is None else break_lock)
             self._holds_lock = True
 
     def _release_lock(self) -> None:
@@ -193,7 +199,7 @@ class JobRun:
         if self.holds_lock:
             yield self
             return
-        self._take_lock()
+        self._take_lock(break_lock=False)  # --break-lock applied at the start, not to a run begun since
         try:
             yield self
         finally:

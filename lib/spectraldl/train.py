@@ -117,7 +117,7 @@ def run_train(spark, warehouse: str, config: dict[str, Any], arch: str | None = 
     """
     import tensorflow as tf
 
-    with JobRun(spark, "train", warehouse, config, break_lock=break_lock, parent=parent,
+    with JobRun(spark, "train", warehouse, config, publishes=True, break_lock=break_lock, parent=parent,
                 inputs={"arch": arch, "num_proc": num_proc, "epochs": epochs, "resume": resume}) as run:
         if not is_local(run.wh.root):
             raise ModelError("the train job keeps models and checkpoints on a shared POSIX path: "

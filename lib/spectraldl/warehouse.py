@@ -339,18 +339,42 @@ class Warehouse:
                 "since": utc_now()}
         if self.fs.create_exclusive(lock, json.dumps(info)):
             return
-        try:
-            holder = json.loads(self.fs.read_text(lock))
-        except Exception:
-            holder = {"run_id": "?", "job": "?", "host": "?", "pid": "?", "since": "?"}
-        stale = holder.get("host") == socket.gethostname() and not _pid_alive(holder.get("pid"))
+        holder = self._lock_holder()
         if break_lock:
-            log.warning("breaking the lock of run %s (%s, host %s pid %s, since %s)",
-                        holder.get("run_id"), holder.get("job"), holder.get("host"), holder.get("pid"), holder.get("since"))
-            self.fs.delete(lock)
+            self._break(holder)
             if self.fs.create_exclusive(lock, json.dumps(info)):
                 return
-        raise LockedError(
+        raise self._locked_error(holder)
+
+    def check_unlocked(self, break_lock: bool = False) -> None:
+        """Raise :class:`LockedError` if another run holds the lock (with ``break_lock``: remove
+        it instead). For jobs that read first and take the lock only to publish (train)."""
+        holder = self._lock_holder()
+        if holder is None:
+            return
+        if not break_lock:
+            raise self._locked_error(holder)
+        self._break(holder)
+
+    def _lock_holder(self) -> dict[str, Any] | None:
+        lock = self.path("_state", "lock")
+        if not self.fs.exists(lock):
+            return None
+        try:
+            return json.loads(self.fs.read_text(lock))
+        except Exception:  # noqa: BLE001 - a lock file being written, or damaged: still a lock
+            return {"run_id": "?", "job": "?", "host": "?", "pid": "?", "since": "?"}
+
+    def _break(self, holder: dict[str, Any] | None) -> None:
+        holder = holder or {}
+        log.warning("breaking the lock of run %s (%s, host %s pid %s, since %s)", holder.get("run_id"),
+                    holder.get("job"), holder.get("host"), holder.get("pid"), holder.get("since"))
+        self.fs.delete(self.path("_state", "lock"))
+
+    def _locked_error(self, holder: dict[str, Any] | None) -> LockedError:
+        holder = holder or {}
+        stale = holder.get("host") == socket.gethostname() and not _pid_alive(holder.get("pid"))
+        return LockedError(
             f"warehouse {self.root} is locked by {holder.get('job')} run {holder.get('run_id')} "
             f"(host {holder.get('host')}, pid {holder.get('pid')}, since {holder.get('since')})"
             + ("; that process is gone: the lock is stale, rerun with --break-lock" if stale
