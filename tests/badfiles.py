@@ -312,8 +312,8 @@ def _naxis2_huge(p: Path) -> None:
 @kind("table_row_huge", "too_large")
 def _row_huge(p: Path) -> None:
     """A COADD table of 0 rows of 399,999,999,996 bytes (TFORM1 = 99999999999E): the declared data
-    size is 0, so only the row size shows the absurdity; it used to reach numpy's dtype
-    constructor and escape as ValueError (``unreadable``)."""
+    size is 0, so only the row size shows the absurdity, which must be refused before numpy's
+    dtype constructor sees it (there it would escape as ValueError, ``unreadable``)."""
     data = set_card(real_bytes(COADD), "TFORM1", "'99999999999E'", hdu="COADD")
     data = set_card(data, "NAXIS1", "399999999996", hdu="COADD")
     _write(p, set_card(data, "NAXIS2", "0", hdu="COADD"))
@@ -327,8 +327,8 @@ def _bitpix(p: Path) -> None:
 
 @kind("bitpix_real", "bad_header")
 def _bitpix_real(p: Path) -> None:
-    """BITPIX = -64.0 (a real, equal to a valid code); found by fuzzing: used to make the data
-    size a float and escape as TypeError (``unreadable``)."""
+    """BITPIX = -64.0 (a real, equal to a valid code; found by fuzzing): taken as is, it makes the
+    data size a float (TypeError, ``unreadable``)."""
     _write(p, set_card(real_bytes(IMAGE64), "BITPIX", "-64.0"))
 
 
@@ -382,44 +382,45 @@ def _no_flux(p: Path) -> None:
 
 @kind("table_naxis_1", "bad_header")
 def _table_naxis1(p: Path) -> None:
-    """A COADD table header with NAXIS = 1 (its data size then ignores NAXIS2); found by fuzzing:
-    the reader used to build a view past the data unit (ValueError, ``unreadable``)."""
+    """A COADD table header with NAXIS = 1 (its data size then ignores NAXIS2; found by fuzzing):
+    taken as is, a view would reach past the data unit (ValueError, ``unreadable``)."""
     _write(p, set_card(real_bytes(COADD), "NAXIS", "1", hdu="COADD"))
 
 
 @kind("bscale_text", "bad_header")
 def _bscale(p: Path) -> None:
-    """A DR2 image with BSCALE = 'abc' (used to escape as ValueError, ``unreadable``)."""
+    """A DR2 image with BSCALE = 'abc' (a bad card, not a ValueError escaping as ``unreadable``)."""
     _write(p, add_card(real_bytes(IMAGE64), "BSCALE  = 'abc'"))
 
 
 @kind("wavelength_column_text", "bad_column_type")
 def _wl_text(p: Path) -> None:
-    """A COADD table whose WAVELENGTH column is declared text (3909E -> 15636A, same width);
-    used to escape as ValueError, ``unreadable``."""
+    """A COADD table whose WAVELENGTH column is declared text (3909E -> 15636A, same width): a
+    type error, not a ValueError escaping as ``unreadable``."""
     _write(p, set_card(real_bytes(COADD), "TFORM3", "'15636A  '", hdu="COADD"))
 
 
 @kind("flux_column_complex", "bad_column_type")
 def _flux_complex(p: Path) -> None:
-    """A COADD table whose FLUX column is complex (3909E -> 1954C + NAXIS1 fixed): the real part
-    used to be taken silently."""
+    """A COADD table whose FLUX column is complex (3909E -> 1954C + NAXIS1 fixed): refused, not
+    read as its real part."""
     data = set_card(real_bytes(COADD), "TFORM1", "'1954C   '", hdu="COADD")
     _write(p, set_card(data, "NAXIS1", str(_hdulist(data)["COADD"].header["NAXIS1"] - 4), hdu="COADD"))
 
 
 @kind("ondrejov_zero_width_column", "missing_column")
 def _ondrejov_zero(p: Path) -> None:
-    """An Ondřejov table whose ``spectral`` column has TFORM 0D (zero width); used to escape as
-    KeyError, ``unreadable``. The read fails before the format check, hence not unsupported_format."""
+    """An Ondřejov table whose ``spectral`` column has TFORM 0D (zero width): a missing column, not
+    a KeyError escaping as ``unreadable``. The read fails before the format check, hence not
+    unsupported_format."""
     data = set_card(real_bytes(ONDREJOV_TABLE), "TFORM1", "'0D      '", hdu=1)
     _write(p, set_card(data, "NAXIS1", "8", hdu=1))
 
 
 @kind("tfields_text", "unknown_format")
 def _tfields_text(p: Path) -> None:
-    """An Ondřejov table with TFIELDS = 'two' (a string): no reader recognises it. Found by
-    fuzzing: the Ondřejov identify step used to raise TypeError (``unreadable``)."""
+    """An Ondřejov table with TFIELDS = 'two' (a string; found by fuzzing): no reader recognises
+    it, and the Ondřejov identify step must not raise TypeError (``unreadable``)."""
     _write(p, set_card(real_bytes(ONDREJOV_TABLE), "TFIELDS", "'two'", hdu=1))
 
 

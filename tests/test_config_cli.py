@@ -101,8 +101,8 @@ def test_wrapper_help_and_errors():
 
 def test_launch_time_settings_reach_the_jvm(spark):
     """Driver-JVM settings (``spark.driver.memory``, ``spark.driver.extraJavaOptions``) only work
-    when given as the JVM starts: set on the session builder afterwards, they were silently
-    ignored. conftest gives the shared session a JVM option and a Spark setting to look for."""
+    when given as the JVM starts: set on the session builder afterwards, Spark ignores them
+    silently. conftest gives the shared session a JVM option and a Spark setting to look for."""
     jvm = spark.sparkContext._jvm
     assert jvm.java.lang.System.getProperty("spectraldl.launch.probe") == "yes"
     assert spark.conf.get("spark.sql.shuffle.partitions") == "4"

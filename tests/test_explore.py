@@ -95,6 +95,9 @@ def test_maps_show_what_they_claim(explored):
     assert on_disk["status"] == "ok" and on_disk["job"] == "explore"
 
 
-def test_empty_warehouse_is_an_error(spark, tmp_path):
-    with pytest.raises(ValueError, match="neither"):
-        run_explore(spark, str(tmp_path), load_config("local"))
+def test_empty_warehouse_is_nothing_to_do(spark, tmp_path):
+    from spectraldl.explore import summary_line
+    s = run_explore(spark, str(tmp_path), load_config("local"))
+    assert s["status"] == "ok" and s["nothing_to_do"].startswith("too few vectors to map")
+    assert "nothing to do (too few vectors to map" in summary_line(s)
+    assert json.load(open(s["summary_path"]))["status"] == "ok"

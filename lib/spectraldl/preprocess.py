@@ -144,8 +144,8 @@ def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None
     """
     # Written for small windows (~140 pixels): numpy's per-call overhead, not arithmetic, is the
     # cost, so the flux is converted only inside the window and the reductions call the ufuncs
-    # directly (``x.mean()`` and ``x.std()`` go through several Python layers; the vectors were
-    # bit-identical to the method-call version's on every real file when this was written).
+    # directly (``x.mean()`` and ``x.std()`` go through several Python layers; the results are
+    # the same bits).
     s = settings
     w = np.asarray(wavelength, dtype=np.float64)
     if w.size < 2 or w[0] > s.window_start or w[-1] < s.window_stop:
