@@ -53,6 +53,23 @@ Noise of a pixel without ivar (``ivar <= 0`` or not finite, flux good)
     ``max(nii_snr, sii_snr) >= nebular_snr`` and an H-alpha emission component no wider than
     ``nebular_fwhm_factor * ha_center / R``.
 
+How the nebular thresholds were chosen (tests/test_halpha.py, bench/halpha_check.py)
+    ``nebular_fwhm_factor = 1.5``: unresolved (instrumental-width) H-alpha cores measure at most
+    1.27 x the instrumental FWHM in 883 synthetic LRS spectra at S/N 20-150 (median 1.0), lines of
+    intrinsic FWHM = 1 instrumental FWHM (~170 km/s) at least 1.39 x; the 4 real nebular DR10
+    spectra measure 1.01-1.24 x, BT CMi 2.56 x. ``nebular_snr = 5`` with ``line_sys_floor = 0.01``:
+    on the 127 real LRS spectra, the largest forbidden-line S/N of any non-nebular spectrum is 4.0
+    ([N II] of a K7 dwarf: the straight continuum under the H-alpha and Ca I 6574.6 wings), the
+    smallest of the 4 nebular ones 7.3; without the floor, percent-level continuum structure of
+    bright spectra (S/N > 200) reached 5.4. On 300 randomised synthetic H II-region cases (LRS,
+    S/N 30-150, [N II]/H-alpha 0.25-0.6) 97.7 % are flagged, and none of 300 stars with broad
+    (3-8 x instrumental) or narrow H-alpha emission and no forbidden line.
+
+Speed: spectra whose pixels from 6500 Å to the [S II] windows are all good take a fast path (all
+wavelength-only work done once per grid, the sums as three matrix products): about 35 µs per
+LAMOST LRS spectrum on the development machine (bench/halpha_check.py); the general path
+(masked or non-finite pixels, flux exactly 0) about 140 µs.
+
 ``ha_flag`` codes (comma-separated when several; None when all is fine): ``band_not_covered``,
 ``bad_wavelength``, ``bad_shape`` (flux/ivar/andmask not the wavelength's length),
 ``bad_resolving_power``, ``no_good_pixels_continuum`` (fewer than ``min_continuum_pixels``),
@@ -587,28 +604,64 @@ def bin_pixels(lam: np.ndarray, fwhm_inst: float) -> int:
 def classify_profile(lam: np.ndarray, r: np.ndarray, sig: np.ndarray, ew_sig: float | None,
                      settings: HalphaSettings = DEFAULT_SETTINGS,
                      fwhm_inst: float = HA_VAC / 1800.0, binning: int = 1) -> tuple[str, int, dict[str, Any]]:
-    """Classify the H-alpha profile (rules: :func:`_classify`), on bins of ``binning`` pixels.
-
-    A well-sampled spectrum (MRS: ~6 pixels per instrumental FWHM) is first averaged in bins of
-    about half a FWHM (:func:`bin_pixels`), so that the rules, written in units of the noise of
-    independent resolution elements, see the same kind of data as at LAMOST LRS (~2.4 pixels per
-    FWHM): without it, single-pixel noise between two noise minima of a broad absorption trough
-    passed for a ``filled`` core in a third of MRS spectra at S/N 10-20.
+    """Classify the H-alpha profile from the line band's good pixels.
 
     Parameters
     ----------
-    lam, r, sig, ew_sig, settings, fwhm_inst
-        As for :func:`_classify`.
+    lam : ndarray
+        Wavelengths (Å, vacuum, ascending) of the good pixels of the line band (at least 3).
+    r : ndarray
+        ``F/Fc - 1`` on ``lam`` (positive = above the continuum).
+    sig : ndarray
+        Noise of ``r`` in continuum units, with the continuum's error and ``sys_floor`` added in
+        quadrature.
+    ew_sig : float or None
+        ``ha_ew / ha_ew_err``.
+    settings : HalphaSettings
+    fwhm_inst : float
+        Instrumental FWHM at H-alpha, Å (``ha_center / R``).
     binning : int
-        Pixels per bin (1: none).
+        Pixels averaged per bin before the rules apply (:func:`bin_pixels`; 1: none).
 
     Returns
     -------
     profile : str
+        One of :data:`PROFILES`.
     peak : int
-        Index into ``r`` of the emission peak (the highest pixel of the peak's bin).
+        Index into ``r`` of the emission peak (the highest pixel of the bin of the argmax; for a
+        ``filled`` profile without emission above the continuum, of its core).
     info : dict
-        As for :func:`_classify`, with ``peaks`` mapped to indices into ``r``.
+        ``sep_kms`` and ``peaks`` (indices into ``r``) for a ``double``, ``pcyg_kms`` for a
+        ``pcygni``, ``base`` (the trough level) for a ``filled`` profile.
+
+    Notes
+    -----
+    A well-sampled spectrum (MRS: ~6 pixels per instrumental FWHM) is first averaged in bins of
+    about half a FWHM, so that the rules, written in units of the noise, see independent
+    resolution elements as at LAMOST LRS (~2.4 pixels per FWHM, no binning): without it, a
+    single-pixel noise spike between two noise minima of a broad absorption trough passed for a
+    ``filled`` core in a third of synthetic MRS spectra at S/N 10-20 (6 % with it; 0 at S/N 50).
+
+    With ``z = r / sig`` and ``ip = argmax(r)``:
+
+    1. an emission component exists when ``z[ip] >= k_emission``, or when ``ew_sig <= -k_ew``
+       and ``r[ip] > 0`` (broad, low emission);
+    2. ``double``: emission, and two interior local maxima with ``z >= k_emission``, at least
+       ``double_min_sep_fwhm`` instrumental FWHM apart, the lower one rising above the lowest
+       pixel between them by ``k_dip`` (in the two pixels' combined noise). ``sep_kms`` is the
+       difference of the parabola-refined peak positions;
+    3. else, with emission: the lowest pixel on the blue side and on the red side of ``ip`` is a
+       trough when its ``z <= -k_absorption``: troughs on both sides -> ``filled``, on one side
+       -> ``pcygni`` (``pcyg_kms``: parabola-refined trough, negative = blueshifted; positive is
+       an inverse P Cygni), none -> ``single``;
+    4. without emission: ``filled`` when some pixel within ``filled_max_offset_kms`` of
+       ``ha_center`` rises by ``k_dip * sqrt(2) * sig`` above the higher of the minima on its two
+       sides, both of which are troughs (``<= -k_absorption * sig``, ``sig`` of that pixel):
+       a core partly filling an absorption line. Else ``absorption`` when ``ew_sig >= k_ew`` or
+       some pixel has ``z <= -k_absorption``; else ``none``.
+
+    A noisy flat spectrum is ``none`` unless a pixel deviates by 4 sigma or the EW by 4 errors
+    (none in 800 synthetic LRS spectra at S/N 5-500; 2 in 800 MRS ones).
     """
     k = int(binning)
     nb = r.size // k
@@ -631,57 +684,7 @@ def classify_profile(lam: np.ndarray, r: np.ndarray, sig: np.ndarray, ew_sig: fl
 def _classify(lam: np.ndarray, r: np.ndarray, sig: np.ndarray, ew_sig: float | None,
               settings: HalphaSettings = DEFAULT_SETTINGS,
               fwhm_inst: float = HA_VAC / 1800.0) -> tuple[str, int, dict[str, Any]]:
-    """Classify the H-alpha profile from the line band's good pixels.
-
-    Parameters
-    ----------
-    lam : ndarray
-        Wavelengths (Å, vacuum, ascending) of the good pixels of the line band (at least 3).
-    r : ndarray
-        ``F/Fc - 1`` on ``lam`` (positive = above the continuum).
-    sig : ndarray
-        Noise of ``r`` in continuum units, with the continuum's error and ``sys_floor`` added in
-        quadrature.
-    ew_sig : float or None
-        ``ha_ew / ha_ew_err``.
-    settings : HalphaSettings
-    fwhm_inst : float
-        Instrumental FWHM at H-alpha, Å (``ha_center / R``).
-
-    Returns
-    -------
-    profile : str
-        One of :data:`PROFILES`.
-    peak : int
-        Index of the emission peak (the argmax of ``r``; for a ``filled`` profile without
-        emission above the continuum, its core).
-    info : dict
-        ``sep_kms`` and ``peaks`` (the two peaks' indices) for a ``double``, ``pcyg_kms`` for a
-        ``pcygni``, ``base`` (the trough level) for a ``filled`` profile.
-
-    Notes
-    -----
-    With ``z = r / sig`` and ``ip = argmax(r)``:
-
-    1. an emission component exists when ``z[ip] >= k_emission``, or when ``ew_sig <= -k_ew``
-       and ``r[ip] > 0`` (broad, low emission);
-    2. ``double``: emission, and two interior local maxima with ``z >= k_emission``, at least
-       ``double_min_sep_fwhm`` instrumental FWHM apart, the lower one rising above the lowest
-       pixel between them by ``k_dip`` (in the two pixels' combined noise). ``sep_kms`` is the
-       difference of the parabola-refined peak positions;
-    3. else, with emission: the lowest pixel on the blue side and on the red side of ``ip`` is a
-       trough when its ``z <= -k_absorption``: troughs on both sides -> ``filled``, on one side
-       -> ``pcygni`` (``pcyg_kms``: parabola-refined trough, negative = blueshifted; positive is
-       an inverse P Cygni), none -> ``single``;
-    4. without emission: ``filled`` when some pixel within ``filled_max_offset_kms`` of
-       ``ha_center`` rises by ``k_dip * sqrt(2) * sig`` above the higher of the minima on its two
-       sides, both of which are troughs (``<= -k_absorption * sig``, ``sig`` of that pixel):
-       a core partly filling an absorption line. Else ``absorption`` when ``ew_sig >= k_ew`` or
-       some pixel has ``z <= -k_absorption``; else ``none``.
-
-    A noisy flat spectrum is ``none`` unless a pixel deviates by 4 sigma or the EW by 4 errors
-    (about 1e-3 of the time for the ~9 pixels of an LRS line band).
-    """
+    """:func:`classify_profile` on (binned) arrays: the rules of its Notes."""
     s = settings
     n = r.size
     z = r / sig
