@@ -872,6 +872,8 @@ def _measure_fast(w: np.ndarray, flux: Any, ivar: Any, andmask: Any, p: _Plan) -
     ns = side.n
     slope = lin[1]
     rms2 = max(float(quad[0]) - ns * fc * fc - slope * slope * side.sxx, 0.0) / (ns - 2)
+    if not rms2 < _INF:  # squares overflowed (flux ~1e154): the general path's residuals do not
+        return None
     snr = None
     if iv is None:
         var = np.maximum(f * (1.0 / fc), 1.0) * rms2
