@@ -23,6 +23,7 @@ from .errors import UsageError
 from .io.errors import SpectrumError
 from .io.fits import Limits
 from .io.reader import read_bytes_from_path
+from .lifecycle import task_count
 from .warehouse import is_local, local_path
 from .worker import prepare_worker
 
@@ -163,8 +164,8 @@ def list_sources(spark, src: str, suffixes: tuple[str, ...]):
             items = pd.DataFrame([("f", f) for f in files] + [("d", d) for d in dirs], columns=["kind", "path"])
             if items.empty:
                 return spark.createDataFrame([], LISTING_SCHEMA)
-            # two tasks per core; the round-robin repartition spreads the directories evenly
-            nparts = max(1, min(len(items), 2 * sc.defaultParallelism))
+            # at most two waves; the round-robin repartition spreads the directories evenly
+            nparts = task_count(len(items), 1, sc.defaultParallelism, max_waves=2)
             df = spark.createDataFrame(items, "kind string, path string").repartition(nparts)
             return df.mapInPandas(lambda it: _walk_items(it, suffixes), LISTING_SCHEMA)
         if os.path.isfile(p) and not _looks_like_fits(p):

@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Any
 
 from ..errors import UsageError
+from ..lifecycle import task_count
 from ..worker import prepare_worker
 from .generate import LABEL_CODES, TRUTH_COLUMNS, SynthConfig, generate_indices
 
@@ -89,7 +90,7 @@ def run_synth(spark, out: str, n: int, seed: int, kind: str, config: dict[str, A
     out = local_dir(out)
     os.makedirs(out, exist_ok=True)
     sc = spark.sparkContext
-    parts = cfg.partitions or max(1, min(n, sc.defaultParallelism * 4))
+    parts = cfg.partitions or task_count(n, 1, sc.defaultParallelism, max_waves=4)
     log.info("synth: %d %s spectra, seed %d, %d partitions -> %s", n, kind, seed, parts, out)
     t0 = time.time()
 
