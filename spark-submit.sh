@@ -150,7 +150,8 @@ run_job() {
   case "$master" in
     local*) [ -n "$env" ] || env=local ;;
     *) [ -n "$env" ] || env=cluster
-       extra+=(--py-files "$(package_zip)")
+       if [ -n "${SPECTRALDL_DRY_RUN:-}" ]; then extra+=(--py-files "$ROOT/dist/spectraldl.zip")  # printed, not built
+       else extra+=(--py-files "$(package_zip)"); fi
        if [ -n "${SPECTRALDL_ENV_ARCHIVE:-}" ]; then
          # A venv-pack archive of this venv (see README: clusters) shipped to the executors.
          extra+=(--archives "$SPECTRALDL_ENV_ARCHIVE#environment")

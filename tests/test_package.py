@@ -89,7 +89,12 @@ def test_py_files_zip_holds_package_model_and_conf(tmp_path, monkeypatch, capsys
         assert {"spectraldl/__init__.py", "spectraldl/io/reader.py", "spectraldl/models/default/model.keras",
                 "spectraldl/report/templates/index.html"} <= names
         assert not any("__pycache__" in n or n.endswith(".pyc") or "/_jobs/" in n for n in names)
-    # spark-submit.sh ships the same archive on a cluster master
+    # the same sources give the same bytes: the archive in place (which another run's driver may be
+    # importing from) is left alone, and nothing is left aside
+    inode = path.stat().st_ino
+    assert cli_main.build_zip(tmp_path) == path and path.stat().st_ino == inode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spectraldl.zip"]
+    # spark-submit.sh ships the same archive on a cluster master (a dry run only names it)
     env = {**os.environ, "SPECTRALDL_DRY_RUN": "1"}
     out = subprocess.run([str(ROOT / "spark-submit.sh"), "--master", "spark://127.0.0.1:7077", "ingest", "--input", "x",
                           "--warehouse", "w"], capture_output=True, text=True, env=env, timeout=120)

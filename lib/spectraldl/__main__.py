@@ -16,9 +16,11 @@ Jobs come from the repository's ``jobs/`` in a checkout and from the copy built 
 """
 from __future__ import annotations
 
+import filecmp
 import importlib.util
 import os
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -72,6 +74,10 @@ def build_zip(out_dir: str | os.PathLike) -> Path:
     """Write ``out_dir/spectraldl.zip``: the package (model and templates included) and the
     configuration in force as ``spectraldl/_conf``, for ``spark-submit --py-files``.
 
+    The archive is written aside and renamed into place only when its bytes differ from the one
+    there: a driver of another run importing from that archive (zipimport reopens it by name)
+    never sees it change under it while the sources stay the same.
+
     Returns
     -------
     pathlib.Path
@@ -82,15 +88,26 @@ def build_zip(out_dir: str | os.PathLike) -> Path:
     out = Path(out_dir) / "spectraldl.zip"
     out.parent.mkdir(parents=True, exist_ok=True)
     skip = {"__pycache__", "_conf", "_jobs"}
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-        for p in sorted(PACKAGE_DIR.rglob("*")):
-            rel = p.relative_to(PACKAGE_DIR)
-            if p.is_file() and not skip.intersection(rel.parts) and p.suffix != ".pyc":
-                z.write(p, f"spectraldl/{rel.as_posix()}")
-        conf = conf_dir()
-        for f in sorted(conf.iterdir(), key=lambda t: t.name):
-            if f.name.endswith(".toml") or f.name == "log4j2.properties":
-                z.writestr(f"spectraldl/_conf/{f.name}", f.read_bytes())
+    fd, tmp = tempfile.mkstemp(prefix=".spectraldl-", suffix=".zip", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as z:
+            for p in sorted(PACKAGE_DIR.rglob("*")):
+                rel = p.relative_to(PACKAGE_DIR)
+                if p.is_file() and not skip.intersection(rel.parts) and p.suffix != ".pyc":
+                    z.write(p, f"spectraldl/{rel.as_posix()}")
+            conf = conf_dir()
+            for f in sorted(conf.iterdir(), key=lambda t: t.name):
+                if f.name.endswith(".toml") or f.name == "log4j2.properties":
+                    z.writestr(zipfile.ZipInfo(f"spectraldl/_conf/{f.name}", (1980, 1, 1, 0, 0, 0)), f.read_bytes(),
+                               zipfile.ZIP_DEFLATED)
+        if out.is_file() and filecmp.cmp(tmp, out, shallow=False):
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
     return out
 
 
