@@ -10,7 +10,9 @@ task makes it or in which order, so any Spark partitioning writes the same bytes
   the block's spectra of one family (absorption stars, emission stars, galaxies, quasars) into
   stars with several spectra each, and each star's parameters come from the star's generator;
 - LAMOST plates and Ondřejov nights (dates, observing conditions, file names) come from
-  generators of their own, keyed by the plate or night number derived from ``i``.
+  generators of their own, keyed by the plate or night number derived from ``i``; so does the
+  H II region in front of a plate, whose sky-subtraction residual each fibre scales with a
+  generator keyed by ``i`` (:func:`nebular_residual`).
 """
 from __future__ import annotations
 
@@ -20,12 +22,13 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from ..adapt import air_to_vacuum
 from ..errors import UsageError
 from ..labels import CODE_TO_NAME
 from . import physics as ph
 from .formats import encode
-from .observing import (DETECTORS, RELEASES, SPECTRA_PER_NIGHT, designation, night_params, object_name, ondrejov_stem,
-                        plate_of, plate_params)
+from .observing import (DETECTORS, RELEASES, SPECTRA_PER_NIGHT, designation, nebula_params, night_params, object_name,
+                        ondrejov_stem, plate_of, plate_params)
 from .types import Synth, SynthConfig
 
 KIND_CODES = {"lamost": 1, "ondrejov": 2}
@@ -200,7 +203,24 @@ def write_spectrum(out_dir: str, s: Synth, gzip_level: int = 2) -> int:
 
 TRUTH_COLUMNS = ("index", "file", "kind", "format", "layout", "data_release", "star_id", "object", "class",
                  "label", "lamost_class", "spectral_type", "halpha_profile", "strength", "snr", "z", "ra",
-                 "dec", "gzip", "compression", "dead_fibre", "bytes")
+                 "dec", "gzip", "compression", "dead_fibre", "bytes", "ha_ew_true", "ha_ew_west_true", "nebular",
+                 "nebular_ha_ew", "nebular_rv", "nebular_nii_ratio", "nebular_sii_ratio")
+"""The truth table's columns. H-alpha (Å, negative = emission, vacuum; Ondřejov air converted), both
+on the noiseless model in the West et al. 2011 line band 6557.61-6571.61 Å, pixels whose centres
+lie in it, pixel width ``(w[i+1] - w[i-1]) / 2``:
+
+- ``ha_ew_true``: ``sum(1 - F/Fc)`` with ``Fc`` the true continuum (the model without lines: for
+  stars, ``F/Fc`` is the normalised line spectrum, TiO bands included, plus any nebular residual);
+- ``ha_ew_west_true``: ``Fc`` the mean of the model in 6500-6550 and 6575-6625 Å, what a perfect
+  measurement of the ``spectra`` table's ``ha_ew`` gives (it differs from ``ha_ew_true`` where
+  broad wings, TiO or [N II] reach the side bands);
+- ``nebular``: an H II-region sky-subtraction residual was added (LAMOST only; see
+  :func:`nebular_residual`); ``nebular_ha_ew`` the part of ``ha_ew_true`` it contributes (0.0
+  without one); ``nebular_rv`` (km/s), ``nebular_nii_ratio`` ([N II] 6585 / H-alpha flux) and
+  ``nebular_sii_ratio`` ([S II] 6718 + 6733 / H-alpha flux): null without one.
+
+``strength`` stays the star's own (the nebular residual left out).
+"""
 
 
 def generate_indices(out_dir: str, indices: Iterable[int], seed: int, kind: str, cfg: SynthConfig) -> Iterator[dict[str, Any]]:
@@ -214,6 +234,37 @@ def generate_indices(out_dir: str, indices: Iterable[int], seed: int, kind: str,
 
 
 # -- LAMOST -------------------------------------------------------------------------------------------
+NEBULAR_FIBRE_SCATTER = 0.5  # lognormal sigma of the residual's strength from fibre to fibre
+
+
+def nebular_residual(index: int, plate: int, seed: int, cfg: SynthConfig) -> dict[str, float] | None:
+    """The H II-region residual in spectrum ``index`` on ``plate``, or None (no nebula on the plate).
+
+    The plate's nebula (:func:`~spectraldl.synth.observing.nebula_params`) sets the level; each
+    fibre, with a generator of its own keyed by the index (so the spectrum's other random numbers
+    are those it has without a nebula), scales the H-alpha EW by a lognormal factor
+    (``NEBULAR_FIBRE_SCATTER``), the line ratios by +-10 % and moves the velocity by ~3 km/s.
+    """
+    neb = nebula_params(plate, seed, cfg)
+    if neb is None:
+        return None
+    rng = np.random.default_rng([seed, KIND_CODES["lamost"], 0x4EB2, index])
+    f = rng.lognormal(0.0, [NEBULAR_FIBRE_SCATTER, 0.1, 0.1])
+    return {"ha_ew": neb["ha_ew"] * float(f[0]), "nii": neb["nii"] * float(f[1]), "sii": neb["sii"] * float(f[2]),
+            "sii_ratio": neb["sii_ratio"], "rv": neb["rv"] + float(rng.normal(0.0, 3.0))}
+
+
+def halpha_truth(w: np.ndarray, model: np.ndarray, cont: np.ndarray, nebular: np.ndarray | None = None
+                 ) -> dict[str, float]:
+    """``ha_ew_true``, ``ha_ew_west_true`` and ``nebular_ha_ew`` on the vacuum grid ``w`` (see TRUTH_COLUMNS)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = model / cont
+    out = {"ha_ew_true": ph.halpha_ew(w, ratio),
+           "ha_ew_west_true": ph.halpha_ew(w, model / ph.west_continuum(w, model)),
+           "nebular_ha_ew": 0.0 if nebular is None else ph.halpha_ew(w, 1.0 + nebular / cont)}
+    return {k: round(v, 6) for k, v in out.items()}
+
+
 def _strength(w: np.ndarray, norm: np.ndarray, centre: float) -> float:
     """The signed largest departure from the continuum within +-10 Å of ``centre`` (0 if off the grid)."""
     m = np.abs(w - centre) <= 10.0
@@ -263,6 +314,12 @@ def _lamost(index: int, rng: np.random.Generator, star: dict, star_id: int, cate
     level = snr * {1: 60.0, 2: 15.0}.get(release, 8.0 if release < 9 else 18.0) * float(rng.lognormal(0, 0.5))
     cont *= level / np.median(cont[r])
     model = cont * norm
+    neb = nebular_residual(index, plate, seed, cfg)
+    neb_flux = None
+    if neb is not None:
+        neb_flux = float(np.interp(ph.HALPHA_VAC, w, cont)) * ph.nebular_lines(
+            w, neb["ha_ew"], neb["nii"], neb["sii"], neb["sii_ratio"], neb["rv"], R)
+        model = model + neb_flux
     sigma = ph.lamost_sigma(w, model, snr, float(rng.uniform(0.05, 0.6)))
     flux = model + rng.standard_normal(n) * sigma
     flux += ph.sky_residuals(w, sigma, "vacuum", R, rng, 2.5)
@@ -302,11 +359,15 @@ def _lamost(index: int, rng: np.random.Generator, star: dict, star_id: int, cate
     truth = {"format": {"dr1": "lamost_lrs_dr1", "dr9": "lamost_lrs_coadd"}.get(layout, "lamost_lrs_image"),
              "data_release": f"DR{release}", "object": desig, "class": cls, "lamost_class": lclass,
              "spectral_type": stype, "strength": strength, "snr": round(snr, 2), "z": z, "ra": ra, "dec": dec,
-             "dead_fibre": bool(dead)}
+             "dead_fibre": bool(dead), "nebular": neb is not None,
+             **halpha_truth(wl, model, cont, neb_flux)}
+    if neb is not None:
+        truth.update(nebular_rv=round(neb["rv"], 3), nebular_nii_ratio=round(neb["nii"], 4),
+                     nebular_sii_ratio=round(neb["sii"], 4))
     meta = {"designation": desig, "ra": ra, "dec": dec, "lamost_class": lclass, "snr_r": snr_written,
             "lamost_subclass": sub, "z": z, "obsid": obsid, "object": str(star["uid"])}
     return Synth(index, "lamost", layout, f"{pp['lmjd']}/{pp['planid']}/{name}", compression, wl, flux, ivar,
-                 andmask, ormask, normalised, model, header, meta, truth)
+                 andmask, ormask, normalised, model, header, meta, truth, continuum=cont)
 
 
 # -- Ondřejov -----------------------------------------------------------------------------------------
@@ -374,7 +435,8 @@ def _ondrejov(index: int, rng: np.random.Generator, star: dict, star_id: int, ca
     truth = {"format": "ondrejov_iraf" if layout == "iraf" else "ondrejov_table", "data_release": "",
              "object": obj, "lamost_class": "", "spectral_type": stype,
              "strength": _strength(w, norm, ph.HALPHA_AIR), "snr": round(snr, 2), "z": round(rv / ph.C_KMS, 8),
-             "ra": ra, "dec": dec, "dead_fibre": False}
+             "ra": ra, "dec": dec, "dead_fibre": False, "nebular": False,
+             **halpha_truth(air_to_vacuum(w), model, cont)}
     meta = {"designation": None, "ra": ra, "dec": dec, "lamost_class": None, "snr_r": None, "object": obj}
     return Synth(index, "ondrejov", layout, f"ccd700/{stem}.fits", "none", w, flux, None, None, None, None,
-                 model, header, meta, truth)
+                 model, header, meta, truth, continuum=cont)

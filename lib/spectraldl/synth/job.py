@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 ONDREJOV_ID_PREFIX = "ivo://asu.cas.cz/stel/ccd700/"
 _TYPES = {"index": "int64", "star_id": "int64", "label": "int64", "bytes": "int64", "strength": "float64",
-          "snr": "float64", "z": "float64", "ra": "float64", "dec": "float64", "gzip": "bool", "dead_fibre": "bool"}
+          "snr": "float64", "z": "float64", "ra": "float64", "dec": "float64", "gzip": "bool", "dead_fibre": "bool",
+          "ha_ew_true": "float64", "ha_ew_west_true": "float64", "nebular": "bool", "nebular_ha_ew": "float64",
+          "nebular_rv": "float64", "nebular_nii_ratio": "float64", "nebular_sii_ratio": "float64"}
 
 
 def _schema():

@@ -1,4 +1,5 @@
-"""Archive conventions of the synthetic files: LAMOST plates, Ondřejov nights, names.
+"""Archive conventions of the synthetic files: LAMOST plates (and the H II regions in front of
+some), Ondřejov nights, names.
 
 Which plate (layout, release, date, plan name, exposure) or night (detector, date, conditions) a
 spectrum belongs to depends only on its index and the run's seed, so any partitioning of the work
@@ -43,6 +44,30 @@ def plate_params(plate: int, seed: int, cfg: SynthConfig) -> dict[str, Any]:
     lmjd = int(rng.integers(55859, RELEASE_END_MJD[release]))
     return {"layout": layout, "release": release, "planid": planid, "lmjd": lmjd, "seed": int(rng.integers(2**62)),
             "exptime": float(rng.choice([600.0, 1200.0, 1500.0, 1800.0, 2700.0, 4500.0])), "plate": plate}
+
+
+_GOLDEN = 0.6180339887498949
+
+
+@functools.lru_cache(maxsize=256)
+def nebula_params(plate: int, seed: int, cfg: SynthConfig) -> dict[str, float] | None:
+    """The H II region in front of a LAMOST plate, or None (most plates).
+
+    A plate has one when ``(offset + plate * golden ratio) mod 1 < nebular_plate_fraction`` (the
+    offset from the seed): a low-discrepancy choice, so any 64 consecutive plates (consecutive
+    spectra go to 64 plates in turn) hold the fraction to about one plate. The
+    nebula's own generator, keyed by the plate, draws its H-alpha equivalent width (Å, against
+    the continuum of a star at H-alpha; lognormal about ``nebular_strength`` with sigma 0.4 in ln),
+    its velocity (0-30 km/s), [N II] 6585 / H-alpha (0.25-0.6) and [S II] (6718 + 6733) / H-alpha
+    (0.15-0.45) flux ratios and [S II] 6718 / 6733 (1.0-1.45).
+    """
+    offset = float(np.random.default_rng([seed, 1, 0x4EB0]).random())
+    if (offset + plate * _GOLDEN) % 1.0 >= cfg.nebular_plate_fraction:
+        return None
+    rng = np.random.default_rng([seed, 1, 0x4EB1, plate])
+    return {"ha_ew": cfg.nebular_strength * float(rng.lognormal(0.0, 0.4)), "rv": float(rng.uniform(0.0, 30.0)),
+            "nii": float(rng.uniform(0.25, 0.6)), "sii": float(rng.uniform(0.15, 0.45)),
+            "sii_ratio": float(rng.uniform(1.0, 1.45))}
 
 
 def designation(ra: float, dec: float) -> str:

@@ -417,6 +417,56 @@ def draw_emission(rng: np.random.Generator, profile: str, code: float, vsini: fl
     return p
 
 
+# -- H II-region sky-subtraction residuals ---------------------------------------------------------
+#: Nebular lines (vacuum, rest): H-alpha, [N II] 6549.86 / 6585.27 (1:3), [S II] 6718.29 / 6732.67.
+NEBULAR_LINES = (6564.61, 6549.86, 6585.27, 6718.29, 6732.67)
+
+
+def nebular_lines(w: np.ndarray, ha_ew: float, nii: float, sii: float, sii_ratio: float, rv: float,
+                  resolution: float) -> np.ndarray:
+    """An H II region's lines left by the sky subtraction, in units of the star's continuum at H-alpha.
+
+    Unresolved lines (the instrumental width) at the nebula's velocity ``rv`` (km/s): H-alpha with
+    equivalent width ``ha_ew`` (Å, positive) against that continuum, [N II] 6585 with ``nii`` times
+    H-alpha's flux and 6549 a third of it, [S II] 6718 + 6733 with ``sii`` times H-alpha's flux,
+    split 6718 / 6733 = ``sii_ratio`` (about 1.4 at low density). Multiply by the continuum at
+    H-alpha to get flux: the residual is added flux, not a change of the star's normalised spectrum.
+    """
+    centres = np.array(NEBULAR_LINES) * (1.0 + rv / C_KMS)
+    s1 = sii * sii_ratio / (1.0 + sii_ratio)
+    ews = ha_ew * np.array([1.0, nii / 3.0, nii, s1, sii - s1])
+    return gaussian_lines(w, centres, ews, np.zeros(centres.size), resolution)
+
+
+# -- H-alpha equivalent width (the measurement's definition, CONVENTIONS.md) -----------------------
+#: West et al. 2011, vacuum Å: the line band and the two continuum side bands; a band takes the
+#: pixels whose centres lie in [start, stop).
+HA_LINE_BAND = (6557.61, 6571.61)
+HA_SIDE_BANDS = ((6500.0, 6550.0), (6575.0, 6625.0))
+
+
+def _band(w: np.ndarray, lo: float, hi: float) -> slice:
+    return slice(int(np.searchsorted(w, lo)), int(np.searchsorted(w, hi)))
+
+
+def halpha_ew(w: np.ndarray, ratio: np.ndarray) -> float:
+    """``sum((1 - ratio) * dlam)`` over the line band (Å, negative = emission); ``ratio`` is F/Fc.
+
+    ``dlam`` is the pixel width ``(w[i+1] - w[i-1]) / 2``. NaN when the band is not on the grid.
+    """
+    b = _band(w, *HA_LINE_BAND)
+    if b.stop - b.start < 1 or b.start < 1 or b.stop >= w.size:
+        return float("nan")
+    dlam = (w[b.start + 1:b.stop + 1] - w[b.start - 1:b.stop - 1]) * 0.5
+    return float(np.sum((1.0 - ratio[b]) * dlam))
+
+
+def west_continuum(w: np.ndarray, flux: np.ndarray) -> float:
+    """The West et al. continuum: mean of ``flux`` over the pixels of both side bands (NaN if none)."""
+    vals = np.concatenate([flux[_band(w, lo, hi)] for lo, hi in HA_SIDE_BANDS])
+    return float(vals.mean()) if vals.size else float("nan")
+
+
 # -- galaxies and quasars ------------------------------------------------------------------------
 def galaxy_spectrum(w: np.ndarray, z: float, young: float, ha_ew: float, sigma_v: float, sigma_gas: float,
                     resolution: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

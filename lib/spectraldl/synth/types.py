@@ -27,6 +27,8 @@ class SynthConfig:
     gzip_level: int
     ivar_zero_on_emission: float
     ivar_zero_peak: float
+    nebular_plate_fraction: float
+    nebular_strength: float
     lamost_resolution: float
     ondrejov_resolution: float
     ondrejov_iraf_fraction: float
@@ -75,3 +77,4 @@ class Synth:
     header: dict[str, Any] = field(default_factory=dict)   # values the format writers put in cards
     expected_meta: dict[str, Any] = field(default_factory=dict)
     truth: dict[str, Any] = field(default_factory=dict)
+    continuum: np.ndarray | None = None    # the model without lines, ``model / continuum`` = F/Fc (not written)
