@@ -15,12 +15,13 @@ from astropy.io import fits
 
 from conftest import ROOT
 from spectraldl.cli import run
+from spectraldl.halpha import measure_halpha
 from spectraldl.io import read_spectrum
 from spectraldl.io.fits import load_bytes
 from spectraldl.synth import SynthConfig, make_spectrum, write_spectrum
 from spectraldl.synth.fitswrite import NO_VALUE, Raw, card
 from spectraldl.synth.formats import encode
-from spectraldl.synth.observing import plate_of, plate_params
+from spectraldl.synth.observing import nebula_params, plate_of, plate_params
 from spectraldl.synth.job import run_synth
 
 CFG = SynthConfig.defaults()
@@ -199,6 +200,9 @@ def test_spark_output_does_not_depend_on_partitioning(spark, tmp_path):
     assert len(a) == 42 and a == b                        # 40 spectra + truth.csv + truth.parquet, byte-identical
     ta, tb = pq.read_table(outs[0] / "truth.parquet"), pq.read_table(outs[1] / "truth.parquet")
     assert ta.equals(tb) and ta.num_rows == 40
+    for col, typ in (("ha_ew_true", "double"), ("ha_ew_west_true", "double"), ("nebular", "bool"),
+                     ("nebular_ha_ew", "double"), ("nebular_nii_ratio", "double")):
+        assert str(ta.schema.field(col).type) == typ, col
     rows = ta.to_pylist()
     assert [r["index"] for r in rows] == list(range(40)) and len({r["file"] for r in rows}) == 40
     assert {r["format"] for r in rows} <= set(READER_ID.values())
@@ -255,3 +259,128 @@ def test_synth_job_writes_labels_joining_the_files(spark, tmp_path, caplog, real
         h = load_bytes(files[stem].read_bytes())
         if r.format == "ondrejov_table":
             assert h.hdus[1].header["DS_IDPUB"] == prefix + stem
+
+
+# -- 5. H-alpha truth and H II-region residuals ---------------------------------------------------------
+NO_NEBULA = SynthConfig.defaults(["synth.nebular_plate_fraction=0.0"])
+
+
+@pytest.fixture(scope="module")
+def lamost_run():
+    """2,000 LAMOST spectra (seed 1, 64 plates): truth plus ``measure_halpha`` on the noiseless model
+    (``m0``) and on the written flux (``m``, ``m_err``)."""
+    rows = []
+    for i in range(2000):
+        s = make_spectrum(i, 1, "lamost", CFG)
+        m0 = measure_halpha(s.wavelength, s.model, resolving_power=CFG.lamost_resolution)
+        m = measure_halpha(s.wavelength, s.flux, s.ivar, s.andmask, resolving_power=CFG.lamost_resolution)
+        rows.append(dict(s.truth, plate=plate_of(i)[0], m0=m0.ha_ew, m=m.ha_ew, m_err=m.ha_ew_err))
+    return pd.DataFrame(rows)
+
+
+def test_truth_ew_is_what_a_perfect_measurement_gives(lamost_run):
+    t = lamost_run
+    # noiseless model: the same definition, so equal to the truth's rounding (1e-6 Å)
+    assert t["m0"].notna().all() and (t["m0"] - t["ha_ew_west_true"]).abs().max() < 1e-5
+    # the written flux: the measurement scatters about the truth as its own error says
+    ok = t["m"].notna() & ~t["dead_fibre"]
+    pull = (t["m"] - t["ha_ew_west_true"])[ok] / t["m_err"][ok]
+    assert ok.sum() > 1900 and 0.85 < pull.std() < 1.15 and abs(pull.median()) < 0.1
+    assert (pull.abs() > 4).mean() < 0.005
+    bright = ok & (t["snr"] > 100)
+    assert bright.sum() > 100 and (t["m"] - t["ha_ew_west_true"])[bright].abs().median() < 0.1
+    # the side-band continuum differs from the true one by the wings in the side bands: a few tenths of an Å
+    stars = t["class"].isin(["absorption", "emission", "double_peak"])
+    assert (t["ha_ew_true"] - t["ha_ew_west_true"])[stars].abs().median() < 0.3
+
+
+def test_emission_is_negative_and_absorption_positive(lamost_run):
+    t = lamost_run
+    em = t["class"].isin(["emission", "double_peak"])
+    assert em.sum() > 150 and (t["ha_ew_true"][em] < 0).all() and (t["ha_ew_west_true"][em] < 0).all()
+    ab = t["class"] == "absorption"
+    star_only = t["ha_ew_true"] - t["nebular_ha_ew"]
+    assert ab.sum() > 1400 and (star_only[ab] > 0).all()
+    assert (t["ha_ew_west_true"][ab & ~t["nebular"]] > 0).all()
+    ond = [make_spectrum(i, 4, "ondrejov", CFG).truth for i in range(200)]
+    assert all((r["ha_ew_true"] < 0) == (r["class"] in ("emission", "double_peak")) for r in ond
+               if r["class"] != "unknown")
+    assert not any(r["nebular"] for r in ond) and all(r["nebular_ha_ew"] == 0.0 for r in ond)
+
+
+def _line_flux(w, y, centre, half):
+    """Flux of ``y`` within ``centre +- half`` above a straight line through the windows beside it."""
+    band = np.abs(w - centre) < half
+    side = (np.abs(w - centre) >= half) & (np.abs(w - centre) < 2 * half)
+    a, b = np.polyfit(w[side], y[side], 1)
+    return float(np.sum((y - (a * w + b))[band] * np.gradient(w)[band]))
+
+
+def test_nebular_residuals_carry_the_forbidden_lines(lamost_run):
+    t = lamost_run
+    neb = t[t["nebular"]]
+    for _, r in neb.iloc[:: max(1, len(neb) // 12)].iterrows():
+        s = make_spectrum(int(r["index"]), 1, "lamost", CFG)
+        s0 = make_spectrum(int(r["index"]), 1, "lamost", NO_NEBULA)   # the same spectrum without the nebula
+        assert not s0.truth["nebular"] and s0.truth["nebular_ha_ew"] == 0.0
+        w, dl = s.wavelength, np.gradient(s.wavelength)
+        diff = (s.model - s0.model) * dl                                # the residual alone, flux per pixel
+        res = (s.model - s0.model) / s.continuum                        # ... and in continuum units
+        dop = 1 + r["nebular_rv"] / 299792.458
+        half = 2 * 6564.61 / CFG.lamost_resolution                      # +- 2 instrumental FWHM
+
+        def flux(lo, hi=None):
+            return float(diff[(w >= lo * dop - half) & (w < (hi or lo) * dop + half)].sum())
+
+        ha, n1, n2, sii = flux(6564.61), flux(6549.86), flux(6585.27), flux(6718.29, 6732.67)
+        assert n2 / ha == pytest.approx(r["nebular_nii_ratio"], rel=0.01) and n1 / n2 == pytest.approx(1 / 3, rel=0.01)
+        assert sii / ha == pytest.approx(r["nebular_sii_ratio"], rel=0.01)
+        s1, s2 = (float(res[np.abs(w - c * dop) < 2].sum()) for c in (6718.29, 6732.67))
+        assert s1 > s2 > 0                                              # 6718 / 6733 = 1-1.45 (low density)
+        assert float((res * dl)[np.abs(w - 6564.61) < 7].sum()) == pytest.approx(-r["nebular_ha_ew"], rel=0.01)
+        assert r["ha_ew_true"] - s0.truth["ha_ew_true"] == pytest.approx(r["nebular_ha_ew"], abs=1e-5)
+        core = np.abs(w - 6564.61 * dop) < half                         # unresolved, at the nebula's velocity
+        centroid = np.sum(w[core] * res[core]) / np.sum(res[core])
+        width = np.sqrt(np.sum((w[core] - centroid) ** 2 * res[core]) / np.sum(res[core]))
+        assert centroid == pytest.approx(6564.61 * dop, abs=0.1)
+        assert width == pytest.approx(6564.61 / (2.3548 * CFG.lamost_resolution), rel=0.1)
+        # in the truth model itself, over the star's own lines: [N II] and [S II] in emission
+        y, near = s.model / s.continuum, 0.75 * half
+        for c in (6585.27, 6732.67):
+            assert _line_flux(w, y, c * dop, near) > 0.5 * float((res * dl)[np.abs(w - c * dop) < near].sum()), c
+
+
+def test_nebulae_are_plate_fields_and_deterministic(lamost_run):
+    t = lamost_run
+    per_plate = t.groupby("plate")["nebular"].agg(["all", "any"])
+    assert (per_plate["all"] == per_plate["any"]).all()                # a plate has a nebula or not
+    neb = t[t["nebular"]]
+    assert neb["plate"].nunique() >= 2
+    for _, g in neb.groupby("plate"):
+        spread = np.log(-g["nebular_ha_ew"]).std()
+        assert 0.3 < spread < 0.8, spread                               # fibre to fibre: lognormal sigma 0.5
+        assert g["nebular_rv"].max() - g["nebular_rv"].min() < 25 and (g["nebular_rv"].abs() < 45).all()
+        assert g["nebular_nii_ratio"].std() / g["nebular_nii_ratio"].mean() < 0.2
+    assert t.loc[~t["nebular"], ["nebular_rv", "nebular_nii_ratio", "nebular_sii_ratio"]].isna().all().all()
+    # any order, any process: the same spectrum; without a nebula the same bytes as with none configured
+    i_neb, i_not = int(neb["index"].iloc[-1]), int(t.loc[~t["nebular"], "index"].iloc[-1])
+    a = make_spectrum(i_neb, 1, "lamost", CFG)
+    make_spectrum(i_neb + 64, 1, "lamost", CFG)
+    b = make_spectrum(i_neb, 1, "lamost", CFG)
+    assert encode(a) == encode(b) and a.truth == b.truth
+    assert encode(make_spectrum(i_not, 1, "lamost", CFG)) == encode(make_spectrum(i_not, 1, "lamost", NO_NEBULA))
+    assert encode(a) != encode(make_spectrum(i_neb, 1, "lamost", NO_NEBULA))
+
+
+def test_nebular_fractions_follow_the_settings(lamost_run):
+    t = lamost_run
+    assert t["nebular"].mean() == pytest.approx(CFG.nebular_plate_fraction, abs=0.02)
+    assert {"absorption", "emission", "double_peak"} <= set(t.loc[t["nebular"], "class"])
+    for frac, strength in ((CFG.nebular_plate_fraction, CFG.nebular_strength), (0.2, 6.0)):
+        cfg = SynthConfig.defaults([f"synth.nebular_plate_fraction={frac}", f"synth.nebular_strength={strength}"])
+        plates = [nebula_params(p, 9, cfg) for p in range(5000)]
+        got = [p for p in plates if p is not None]
+        assert len(got) / 5000 == pytest.approx(frac, abs=0.002)
+        assert sum(p is not None for p in plates[:64]) == pytest.approx(64 * frac, abs=1.5)   # any 64 plates
+        assert np.median([p["ha_ew"] for p in got]) == pytest.approx(strength, rel=0.1)
+    assert all(nebula_params(p, 9, NO_NEBULA) is None for p in range(1000))
