@@ -87,9 +87,17 @@ RULES: dict[str, Rule] = {
     "score.arrow_batch_size": COUNT, "score.tf_threads": at_least(0), "score.rows_per_task": COUNT,
     "report.top": COUNT, "report.stars_only": any_value(), "report.labelling": at_least(0),
     "report.labelling_plots": at_least(0), "report.examples_per_class": at_least(0),
-    "report.histogram_sample": COUNT,
+    "report.histogram_sample": COUNT, "report.disagreements_listed": at_least(0), "report.variable_plots": at_least(0),
     "pipeline.model": any_value(), "pipeline.explore": any_value(), "pipeline.train_input": any_value(),
     "pipeline.train_labels": any_value(),
+    **{f"measure.{k}": WAVELENGTH for k in ("line_start", "line_stop", "blue_start", "blue_stop", "red_start",
+                                            "red_stop", "ha_center")},
+    "measure.fwhm_halfwidth": above(0.0), "measure.min_line_fraction": between(0.0, 1.0, lo_open=True),
+    "measure.min_continuum_pixels": at_least(3), "measure.ivar_fill_pixels": COUNT,
+    **{f"measure.{k}": at_least(0.0) for k in ("sys_floor", "k_emission", "k_absorption", "k_dip", "k_ew",
+                                               "double_min_sep_fwhm", "filled_max_offset_kms", "nebular_band_fwhm",
+                                               "nebular_cont_fwhm", "nebular_snr", "nebular_fwhm_factor",
+                                               "line_sys_floor")},
     "warehouse.filesystem": one_of("auto", "hadoop"), "warehouse.retention_hours": at_least(0.0),
     "logging.level": one_of("DEBUG", "INFO", "WARNING", "ERROR"), "logging.progress_seconds": above(0.0),
     "adapt.air_to_vacuum": any_value(), "adapt.blur": any_value(), "adapt.r_source": above(0.0),
@@ -104,6 +112,7 @@ RULES: dict[str, Rule] = {
     "synth.double_peak_fraction": FRACTION, "synth.galaxy_fraction": FRACTION, "synth.qso_fraction": FRACTION,
     "synth.dead_fibre_fraction": FRACTION, "synth.gzip_fraction": FRACTION, "synth.gzip_misnamed_fraction": FRACTION,
     "synth.gzip_level": between(0, 9), "synth.ivar_zero_on_emission": FRACTION, "synth.ivar_zero_peak": above(0.0),
+    "synth.nebular_plate_fraction": FRACTION, "synth.nebular_strength": above(0.0),
     "synth.lamost_resolution": above(0.0), "synth.ondrejov_resolution": above(0.0),
     "synth.ondrejov_iraf_fraction": FRACTION, "synth.ondrejov_pylon_fraction": FRACTION,
     "synth.ondrejov_class_counts": list_of(4, at_least(0)),
@@ -141,6 +150,11 @@ def _cross_checks(cfg: dict[str, Any]) -> Iterator[tuple[str, Any, str]]:
     a = cfg["adapt"]
     if a["blur"] and a["sigma_px"] == 0 and a["r_source"] <= a["r_target"]:
         yield "adapt.r_source", a["r_source"], f"> adapt.r_target ({a['r_target']}) to derive a blur kernel"
+    try:  # the measurement bands' order and reach, as the measurement itself checks them
+        from .halpha import HalphaSettings
+        HalphaSettings.from_config(cfg["measure"])
+    except ValueError as exc:
+        yield "measure", "(bands)", str(exc).split(": ", 1)[-1]
     s = cfg["synth"]
     if sum(s["lamost_formats"].values()) <= 0:
         yield "synth.lamost_formats", s["lamost_formats"], "weights with a positive sum"

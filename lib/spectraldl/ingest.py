@@ -28,6 +28,7 @@ from dataclasses import asdict
 from typing import Any
 
 from .errors import CountMismatch, UsageError
+from .halpha import HALPHA_COLUMNS
 from .parse import (PARSED_SCHEMA, TASK_OUTPUT_SCHEMA, ParseOptions, SpectraSink, arrow_schema,
                     parse_and_write_batches, parse_batches)
 from .sources import list_sources
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 SPECTRA_COLUMNS = [
     "source_path", "file_size", "file_mtime", "obsid", "designation", "ra", "dec", "lamost_class",
     "lamost_subclass", "z", "snr_g", "snr_r", "data_release", "date_obs", "file_format", "flux",
-    "valid_fraction", "preprocess_id", "ingest_run",
+    "valid_fraction", "preprocess_id", "ingest_run", *HALPHA_COLUMNS,
 ]
 REJECTS_COLUMNS = ["source_path", "reason", "detail", "ingest_run", "file_size", "file_mtime"]
 SPECTRA_SCHEMA = (
@@ -47,6 +48,7 @@ SPECTRA_SCHEMA = (
     "ra double, dec double, lamost_class string, lamost_subclass string, z double, snr_g double, "
     "snr_r double, data_release string, date_obs string, file_format string, flux array<float>, "
     "valid_fraction float, preprocess_id string, ingest_run string"
+    + "".join(f", {name} {kind}" for name, kind in HALPHA_COLUMNS.items())
 )
 REJECTS_SCHEMA = ("source_path string, reason string, detail string, ingest_run string, "
                   "file_size long, file_mtime timestamp")

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from .halpha import DEFAULT_SETTINGS as DEFAULT_MEASURE
+from .halpha import HALPHA_COLUMNS, HalphaSettings, measure_spectrum
 from .io import FORMAT_SURVEY, Limits, SpectrumError, read_spectrum
 from .preprocess import PreprocessSettings, preprocess
 from .sources import read_source_bytes
@@ -27,7 +29,8 @@ PARSED_SCHEMA = (
     "designation string, ra double, dec double, lamost_class string, lamost_subclass string, "
     "z double, snr_g double, snr_r double, data_release string, date_obs string, "
     "file_format string, flux array<float>, valid_fraction float, preprocess_id string, "
-    "reason string, detail string"
+    + "".join(f"{name} {kind}, " for name, kind in HALPHA_COLUMNS.items())
+    + "reason string, detail string"
 )
 #: Fault-injection hook for tests (tests/test_faults.py), inert unless set: when this environment
 #: variable names an existing file, the first parse task that deletes the file raises
@@ -62,6 +65,7 @@ class ParseOptions:
     settings: PreprocessSettings
     accept_formats: tuple[str, ...]
     limits: Limits
+    measure: HalphaSettings = DEFAULT_MEASURE
     preprocess_id: str = field(init=False)  # the settings' fingerprint, computed once
 
     def __post_init__(self) -> None:
@@ -72,7 +76,8 @@ class ParseOptions:
         io = config["io"]
         return cls(PreprocessSettings.from_config(config["preprocess"]),
                    tuple(config["ingest"]["accept_formats"]),
-                   Limits(io["max_bytes"], io["max_header_cards"], io["max_hdus"]))
+                   Limits(io["max_bytes"], io["max_header_cards"], io["max_hdus"]),
+                   HalphaSettings.from_config(config["measure"]))
 
 
 def _clean(v: Any) -> Any:
@@ -82,7 +87,11 @@ def _clean(v: Any) -> Any:
 
 
 def parse_file(path: str, opts: ParseOptions) -> dict[str, Any]:
-    """Read and preprocess one file; a failure becomes a ``rejected`` row with its reason."""
+    """Read, preprocess and measure one file; a failure becomes a ``rejected`` row with its reason.
+
+    The H-alpha measurements (:mod:`spectraldl.halpha`) are made on the spectrum in its own
+    wavelengths, before any resampling; one that cannot be made is null with ``ha_flag`` saying
+    why, never a reject."""
     row: dict[str, Any] = {"source_path": path}
     try:
         spec = read_spectrum(read_source_bytes(path, opts.limits), name=path, limits=opts.limits)
@@ -98,6 +107,7 @@ def parse_file(path: str, opts: ParseOptions) -> dict[str, Any]:
     row.update({k: _clean(spec.meta.get(k)) for k in _META})
     row.update(outcome="ok", file_format=spec.format, flux=vec, valid_fraction=np.float32(frac),
                preprocess_id=opts.preprocess_id)
+    row.update(measure_spectrum(spec, settings=opts.measure).as_row())
     return row
 
 

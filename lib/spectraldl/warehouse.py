@@ -313,15 +313,20 @@ class Warehouse:
         return removed
 
     def read_table(self, spark, table: str, schema=None, manifest: dict[str, Any] | None = None):
-        """The rows of ``table`` in ``manifest`` (default: the newest) as a DataFrame (empty with
-        ``schema`` if none)."""
+        """The rows of ``table`` in ``manifest`` (default: the newest) as a DataFrame.
+
+        With ``schema`` (a DDL string) an empty table is an empty DataFrame of that schema, and
+        the files are read with it: columns that directories written before a column was added
+        lack read as null, whichever file Spark would have taken the schema from.
+        """
         dirs = self.table_dirs(table, manifest)
         if not dirs:
             if schema is None:
                 raise FileNotFoundError(f"table {table} is empty in {self.root}")
             # limit(0): an empty relation the optimizer can see, so a join with it is planned away
             return spark.createDataFrame([], schema).limit(0)
-        return spark.read.parquet(*[self.uri(table, d) for d in dirs])
+        reader = spark.read if schema is None else spark.read.schema(schema)
+        return reader.parquet(*[self.uri(table, d) for d in dirs])
 
     # -- runs ------------------------------------------------------------------------------
     def write_summary(self, summary: dict[str, Any]) -> str:

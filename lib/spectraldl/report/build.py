@@ -21,13 +21,13 @@ from ..artifact import META_FILE, default_model_dir, read_meta
 from ..errors import UsageError
 from ..evaluate import summary_table
 from ..models import CLASSES
-from ..ingest import REJECTS_SCHEMA
+from ..ingest import REJECTS_SCHEMA, SPECTRA_SCHEMA
 from ..lifecycle import JobRun, recorded_grid
 from ..score import SCORES_SCHEMA
 from ..warehouse import is_local, local_path, utc_now
 from . import plots
 from .catalogue import (ACKNOWLEDGEMENT, CATALOGUE_COLUMNS, group_by_star, is_star, labelling_export,
-                        select_candidates, write_votable)
+                        select_candidates, split_nebular, write_votable)
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ def run_report(spark, warehouse: str, config: dict[str, Any], top: int | None = 
         n_scored = int(by_class["count"].sum())
         predicted = {c: int(by_class.loc[by_class["label"] == c, "count"].sum()) for c in CLASSES}
         run.summary.update(model_version=version, scored=n_scored, candidates_stars=0, candidate_spectra_stars=0,
-                           candidates_extragalactic=0, labelling=0, report=str(out / "index.html"))
+                           candidates_extragalactic=0, nebular_stars=0, labelling=0, disagreements=0,
+                           variable_stars=0, report=str(out / "index.html"))
         page = {"run_id": run.run_id, "generated": utc_now(), "warehouse": run.wh.root, "model_version": version,
                 "n_scored": n_scored, "predicted": predicted, "archive": archive,
                 "acknowledgement": ACKNOWLEDGEMENT}
@@ -104,56 +105,115 @@ def _archive_counts(run: JobRun) -> dict[str, Any]:
 
 def _empty_outputs(out: Path) -> None:
     """Header-only downloads, so the links of an empty report work."""
-    for name, cols in (("catalogue.csv", CATALOGUE_COLUMNS), ("extragalactic.csv", ["source_path", "designation"]),
-                       ("labelling.csv", ["source_path", "label"])):
+    for name, cols in (("catalogue.csv", CATALOGUE_COLUMNS), ("nebular.csv", CATALOGUE_COLUMNS),
+                       ("extragalactic.csv", ["source_path", "designation"]), ("labelling.csv", ["source_path", "label"]),
+                       ("disagreements.csv", ["kind", "source_path"])):
         pd.DataFrame(columns=cols).to_csv(out / name, index=False)
+
+
+#: Measurement columns of ``spectra`` the report joins to the scores.
+MEASURED = ("obsid", "date_obs", "ha_ew", "ha_ew_err", "ha_profile", "ha_fwhm", "nebular", "nii_snr", "sii_snr")
+#: The network and the measurement disagree: emission by the network with ``ha_ew >= 0``, or
+#: absorption by the network with H-alpha in emission beyond this EW (Å).
+DISAGREE_EW = -3.0
 
 
 def _report_body(run: JobRun, s, meta: dict[str, Any], by_class: pd.DataFrame, out: Path, top: int,
                  cfg: dict[str, Any]) -> dict[str, Any]:
-    """Candidates, catalogue, labelling export, charts and spectrum plots of the scored rows."""
+    """Candidates, catalogue (stellar and nebular apart), labelling export, charts and spectrum
+    plots of the scored rows, each joined with its H-alpha measurements."""
     from pyspark.sql import functions as F
-    spark, version = run.spark, meta.get("version")
+    version = meta.get("version")
     thresholds = meta.get("thresholds") or {c: 0.5 for c in CLASSES}
+    measured = run.read_table("spectra", SPECTRA_SCHEMA).select("source_path", *MEASURED)
+    sm = s.join(measured, "source_path", "left")
     run.describe("select candidates")
     cond = (F.col("p_emission") >= thresholds["emission"]) | (F.col("p_double_peak") >= thresholds["double_peak"])
-    cand = select_candidates(s.filter(cond).toPandas(), thresholds)
-    keys = cand[["designation"]].dropna().drop_duplicates()
-    obs = (s.select("source_path", "designation").join(spark.createDataFrame(keys), "designation", "left_semi").toPandas()
-           if len(keys) else s.limit(0).select("source_path", "designation").toPandas())
+    cand = select_candidates(sm.filter(cond).toPandas(), thresholds)
     star = cand[is_star(cand["lamost_class"])] if cfg["stars_only"] else cand
     extragalactic = cand[~is_star(cand["lamost_class"])] if cfg["stars_only"] else cand.iloc[0:0]
-    catalogue = group_by_star(star, pd.concat([obs, star[["source_path", "designation"]]]).drop_duplicates("source_path"))
-    catalogue.to_csv(out / "catalogue.csv", index=False)
+    obs = _observations(run, sm, star)
+    stars, nebular = split_nebular(group_by_star(star, obs))
+    stars.to_csv(out / "catalogue.csv", index=False)
+    nebular.to_csv(out / "nebular.csv", index=False)
     extragalactic.drop(columns=["scored_at"], errors="ignore").to_csv(out / "extragalactic.csv", index=False)
     n_scored = int(by_class["count"].sum())
-    write_votable(catalogue, str(out / "catalogue.vot"),
+    write_votable(stars, str(out / "catalogue.vot"),
                   {"model_version": version or "", "run_id": run.run_id, "warehouse": run.wh.root,
                    "thresholds": json.dumps(thresholds), "n_scored": n_scored})
     labelling = labelling_export(s.orderBy(F.desc("entropy")).limit(cfg["labelling"]).toPandas(), cfg["labelling"])
     labelling.to_csv(out / "labelling.csv", index=False)
+    disagree = _disagreements(run, sm, out, cfg["disagreements_listed"])
 
-    sample = s.select("label", "lamost_class", *[f"p_{c}" for c in CLASSES])
+    sample = sm.select("label", "lamost_class", "ha_ew", *[f"p_{c}" for c in CLASSES])
     if n_scored > cfg["histogram_sample"]:  # only the histograms are drawn from a sample
         sample = sample.sample(fraction=cfg["histogram_sample"] / n_scored, seed=1)
+    sample = sample.toPandas()
     plots.counts_plot(by_class, out / "counts.png")
-    plots.probability_histograms(sample.toPandas(), thresholds, out / "probabilities.png")
-    plots.sky_map(catalogue, out / "sky.png")
-    made = _plot_spectra(run, s, catalogue, labelling, out, top, cfg)
-    run.summary.update(candidates_stars=len(catalogue), candidate_spectra_stars=len(star),
-                       candidates_extragalactic=len(extragalactic), labelling=len(labelling))
-    return {"n_star_candidates": len(catalogue), "n_star_candidate_spectra": len(star),
-            "n_extragalactic": len(extragalactic), "top_rows": catalogue.head(top).to_dict("records"),
-            "top_plots": made["top"], "class_plots": {c: made[c] for c in CLASSES}, "n_labelling": len(labelling),
-            "labelling_plots": made["uncertain"], "histogram_sampled": n_scored > cfg["histogram_sample"]}
+    plots.probability_histograms(sample, thresholds, out / "probabilities.png")
+    plots.ew_histogram(sample, out / "ew.png")
+    plots.ew_vs_probability(sample, DISAGREE_EW, out / "ew-vs-p.png")
+    plots.sky_map(stars, out / "sky.png")
+    variable = stars[stars["ha_variable"].astype(bool)].head(cfg["variable_plots"])
+    plots.ew_over_time(obs, variable, out / "ew-time.png")
+    made = _plot_spectra(run, s, stars, nebular, labelling, out, top, cfg)
+    run.summary.update(candidates_stars=len(stars), candidate_spectra_stars=len(star),
+                       candidates_extragalactic=len(extragalactic), nebular_stars=len(nebular),
+                       labelling=len(labelling), disagreements=disagree["n"], variable_stars=int(stars["ha_variable"].sum()))
+    return {"n_star_candidates": len(stars), "n_star_candidate_spectra": len(star),
+            "n_extragalactic": len(extragalactic), "n_nebular": len(nebular),
+            "top_rows": stars.head(top).to_dict("records"), "nebular_rows": nebular.head(top).to_dict("records"),
+            "top_plots": made["top"], "nebular_plots": made["nebular"], "class_plots": {c: made[c] for c in CLASSES},
+            "n_labelling": len(labelling), "labelling_plots": made["uncertain"],
+            "histogram_sampled": n_scored > cfg["histogram_sample"], "disagree": disagree,
+            "n_variable": int(stars["ha_variable"].sum()), "variable_plotted": len(variable)}
 
 
-def _plot_spectra(run: JobRun, s, catalogue: pd.DataFrame, labelling: pd.DataFrame, out: Path, top: int,
-                  cfg: dict[str, Any]) -> dict[str, list[str]]:
-    """Plots of the top candidates, random members of each class and the most uncertain spectra,
-    each vector drawn on the grid its ``preprocess_id`` was made with."""
+def _observations(run: JobRun, sm, cands: pd.DataFrame) -> pd.DataFrame:
+    """Every scored observation of the candidates' stars (same designation, or the same file when
+    there is none), with its measurements."""
+    keys = cands["designation"].dropna().drop_duplicates()
+    paths = cands.loc[cands["designation"].isna(), "source_path"]
+    cols = ["source_path", "designation", *MEASURED]
+    if not len(keys) and not len(paths):
+        return sm.limit(0).select(*cols).toPandas()
+    run.describe(f"collect the observations of {len(keys) + len(paths)} candidate stars")
+    by_name = sm.join(run.spark.createDataFrame(pd.DataFrame({"designation": keys}), "designation string"),
+                      "designation", "left_semi")
+    by_path = sm.join(run.spark.createDataFrame(pd.DataFrame({"source_path": paths}), "source_path string"),
+                      "source_path", "left_semi")
+    return by_name.unionByName(by_path).select(*cols).toPandas().drop_duplicates("source_path")
+
+
+def _disagreements(run: JobRun, sm, out: Path, listed: int) -> dict[str, Any]:
+    """Spectra where the network and the H-alpha measurement disagree (exact counts; the
+    ``listed`` strongest of each kind in ``disagreements.csv``)."""
     from pyspark.sql import functions as F
-    want: dict[str, list[str]] = {"top": catalogue["best_source_path"].head(top).tolist()}
+    net_emission = F.col("label").isin("emission", "double_peak")
+    kinds = {"emission_but_ew_nonnegative": net_emission & (F.col("ha_ew") >= 0),
+             "absorption_but_ew_emission": (F.col("label") == "absorption") & (F.col("ha_ew") < DISAGREE_EW)}
+    counts, parts = {}, []
+    run.describe("find disagreements between network and measurement")
+    for name, cond in kinds.items():
+        d = sm.filter(cond)
+        counts[name] = d.count()
+        order = F.desc("p_best") if name.startswith("emission") else F.asc("ha_ew")
+        parts.append(d.withColumn("p_best", F.greatest("p_emission", "p_double_peak")).orderBy(order).limit(listed)
+                     .select(F.lit(name).alias("kind"), "source_path", "designation", "lamost_class", "lamost_subclass",
+                             "label", "p_emission", "p_absorption", "p_double_peak", "ha_ew", "ha_ew_err",
+                             "ha_profile", "nebular").toPandas())
+    table = pd.concat(parts, ignore_index=True)
+    table.to_csv(out / "disagreements.csv", index=False)
+    return {"n": sum(counts.values()), "counts": counts, "rows": table.head(2 * 25).to_dict("records")}
+
+
+def _plot_spectra(run: JobRun, s, catalogue: pd.DataFrame, nebular: pd.DataFrame, labelling: pd.DataFrame,
+                  out: Path, top: int, cfg: dict[str, Any]) -> dict[str, list[str]]:
+    """Plots of the top candidates, the nebular stars, random members of each class and the most
+    uncertain spectra, each vector drawn on the grid its ``preprocess_id`` was made with."""
+    from pyspark.sql import functions as F
+    want: dict[str, list[str]] = {"top": catalogue["best_source_path"].head(top).tolist(),
+                                  "nebular": nebular["best_source_path"].head(top).tolist()}
     for c in CLASSES:
         want[c] = [r["source_path"] for r in
                    s.filter(F.col("label") == c).orderBy(F.rand(seed=7)).limit(cfg["examples_per_class"]).collect()]
@@ -163,7 +223,7 @@ def _plot_spectra(run: JobRun, s, catalogue: pd.DataFrame, labelling: pd.DataFra
     if paths:
         run.describe(f"read {len(paths)} spectra to plot")
         keys = run.spark.createDataFrame([(p,) for p in paths], "source_path string")
-        joined = (run.read_table("spectra").join(keys, "source_path", "left_semi")
+        joined = (run.read_table("spectra", SPECTRA_SCHEMA).join(keys, "source_path", "left_semi")
                   .join(s.drop("designation", "ra", "dec", "lamost_class", "lamost_subclass", "ingest_run"),
                         "source_path"))
         rows = {r["source_path"]: r for r in (x.asDict() for x in joined.collect())}
@@ -221,7 +281,9 @@ def _render(page: dict[str, Any], out: Path) -> None:
                       autoescape=select_autoescape(["html"]))
     defaults = {"n_star_candidates": 0, "n_star_candidate_spectra": 0, "n_extragalactic": 0, "top_rows": [],
                 "top_plots": [], "class_plots": {}, "n_labelling": 0, "labelling_plots": [], "model_metrics": "",
-                "model_plots": [], "histogram_sampled": False}
+                "model_plots": [], "histogram_sampled": False, "n_nebular": 0, "nebular_rows": [], "nebular_plots": [],
+                "disagree": {"n": 0, "counts": {}, "rows": []}, "n_variable": 0, "variable_plotted": 0,
+                "disagree_ew": DISAGREE_EW}
     html = env.get_template("index.html").render(**{**defaults, **page})
     (out / "index.html").write_text(html, encoding="utf-8")
 

@@ -21,10 +21,28 @@ ACKNOWLEDGEMENT = (
     "Podsztavek (2017) and Skoda, Podsztavek & Tvrdik, A&A 643, A122 (2020)."
 )
 CANDIDATE_CLASSES = ("emission", "double_peak")
-#: The columns of ``catalogue.csv``, in order.
-CATALOGUE_COLUMNS = ["rank", "designation", "ra", "dec", "candidate_class", "p_best", "p_mean", "n_candidate_obs",
-                     "n_obs", "lamost_class", "lamost_subclass", "p_emission", "p_absorption", "p_double_peak",
-                     "best_source_path"]
+#: The columns of ``catalogue.csv`` (and ``nebular.csv``), in order.
+CATALOGUE_COLUMNS = ["rank", "designation", "ra", "dec", "obsid", "candidate_class", "p_best", "p_mean",
+                     "n_candidate_obs", "n_obs", "n_emission_obs", "ha_ew_median", "ha_ew_min", "ha_ew_max",
+                     "ha_variable", "ha_profile", "ha_ew", "ha_ew_err", "nebular", "lamost_class", "lamost_subclass",
+                     "p_emission", "p_absorption", "p_double_peak", "surveys", "best_source_path"]
+#: Measured H-alpha profiles that are emission (spectraldl.halpha.PROFILES).
+EMISSION_PROFILES = ("single", "double", "pcygni", "filled")
+#: Significance of an equivalent-width change between two epochs that makes a star variable.
+VARIABILITY_SIGMA = 3.0
+#: Units and UCDs of the catalogue's columns (VOTable).
+UNITS = {"ra": "deg", "dec": "deg", "ha_ew_median": "Angstrom", "ha_ew_min": "Angstrom", "ha_ew_max": "Angstrom",
+         "ha_ew": "Angstrom", "ha_ew_err": "Angstrom"}
+UCDS = {"designation": "meta.id;meta.main", "ra": "pos.eq.ra;meta.main", "dec": "pos.eq.dec;meta.main",
+        "obsid": "meta.id", "p_best": "stat.probability", "p_mean": "stat.probability",
+        "p_emission": "stat.probability", "p_absorption": "stat.probability", "p_double_peak": "stat.probability",
+        "candidate_class": "meta.code.class", "lamost_class": "src.class", "lamost_subclass": "src.spType",
+        "n_obs": "meta.number", "n_candidate_obs": "meta.number", "n_emission_obs": "meta.number",
+        "ha_ew_median": "spect.line.eqWidth;stat.median", "ha_ew_min": "spect.line.eqWidth;stat.min",
+        "ha_ew_max": "spect.line.eqWidth;stat.max", "ha_ew": "spect.line.eqWidth",
+        "ha_ew_err": "stat.error;spect.line.eqWidth", "ha_variable": "meta.code;src.var",
+        "ha_profile": "meta.code.class;spect.line", "nebular": "meta.code;spect.line", "surveys": "meta.dataset",
+        "rank": "meta.record", "best_source_path": "meta.ref.url"}
 
 
 def select_candidates(scores: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
@@ -41,27 +59,105 @@ def select_candidates(scores: pd.DataFrame, thresholds: dict[str, float]) -> pd.
     return out.sort_values("p_candidate", ascending=False)
 
 
-def group_by_star(cands: pd.DataFrame, all_scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per designation: best spectrum, how many observations and how many are candidates."""
-    key = cands["designation"].fillna(cands["source_path"])
-    n_obs = all_scores.assign(k=all_scores["designation"].fillna(all_scores["source_path"])).groupby("k").size()
+def star_key(df: pd.DataFrame) -> pd.Series:
+    """The key observations of one star share: the LAMOST designation, else the file."""
+    return df["designation"].fillna(df["source_path"])
+
+
+def ew_variable(ew: np.ndarray, err: np.ndarray, sigma: float = VARIABILITY_SIGMA) -> bool:
+    """Whether two epochs' equivalent widths differ by more than ``sigma`` times their combined error.
+
+    Examples
+    --------
+    >>> ew_variable(np.array([-10.0, -2.0]), np.array([0.5, 0.5]))
+    True
+    >>> ew_variable(np.array([-10.0, -9.5, np.nan]), np.array([0.5, 0.5, 0.4]))
+    False
+    """
+    ok = np.isfinite(ew) & np.isfinite(err)
+    ew, err = ew[ok], err[ok]
+    if len(ew) < 2:
+        return False
+    diff = np.abs(ew[:, None] - ew[None, :])
+    return bool((diff > sigma * np.sqrt(err[:, None] ** 2 + err[None, :] ** 2)).any())
+
+
+def group_by_star(cands: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFrame:
+    """One row per candidate star (:data:`CATALOGUE_COLUMNS`), ranked by the best probability.
+
+    Parameters
+    ----------
+    cands : DataFrame
+        Candidate spectra (:func:`select_candidates`), best first.
+    observations : DataFrame
+        Every observation of those stars (candidates or not): ``source_path``, ``designation``
+        and, where measured, ``obsid``, ``ha_ew``, ``ha_ew_err``, ``ha_profile``, ``nebular``.
+
+    Returns
+    -------
+    DataFrame
+        Per star: the best spectrum's probabilities, obsid, profile and EW; ``n_obs``,
+        ``n_candidate_obs``, ``n_emission_obs`` (observations whose measured profile is
+        emission); the median, minimum and maximum EW over the observations; ``ha_variable``
+        (:func:`ew_variable` over the observations); ``nebular`` (every emission observation is
+        nebular, and there is one); ``surveys``. Stars without finite coordinates are left out.
+    """
+    obs = observations.assign(k=star_key(observations)).drop_duplicates("source_path")
+    for col in ("obsid", "ha_ew", "ha_ew_err", "ha_profile", "nebular"):
+        if col not in obs:
+            obs[col] = None
+    by_star = dict(tuple(obs.groupby("k", sort=False)))
     rows = []
-    for k, g in cands.assign(k=key).groupby("k", sort=False):
+    for k, g in cands.assign(k=star_key(cands)).groupby("k", sort=False):
         best = g.iloc[0]
+        o = by_star.get(k, g)
+        ew = pd.to_numeric(o["ha_ew"], errors="coerce").to_numpy(float)
+        err = pd.to_numeric(o["ha_ew_err"], errors="coerce").to_numpy(float)
+        emitting = o["ha_profile"].isin(EMISSION_PROFILES).to_numpy()
+        neb = o["nebular"].fillna(False).astype(bool).to_numpy()
+        mine = o[o["source_path"] == best["source_path"]]
+        b = mine.iloc[0] if len(mine) else best
+        ra, dec = float(g["ra"].mean()), float(g["dec"].mean())
+        if not (np.isfinite(ra) and np.isfinite(dec)):
+            continue
+        finite = np.isfinite(ew)
         rows.append({
-            "designation": best["designation"], "ra": float(g["ra"].mean()), "dec": float(g["dec"].mean()),
-            "candidate_class": best["candidate_class"], "p_best": float(best["p_candidate"]),
-            "p_mean": float(g["p_candidate"].mean()), "n_candidate_obs": int(len(g)), "n_obs": int(n_obs.get(k, len(g))),
+            "designation": best["designation"], "ra": ra, "dec": dec,
+            "obsid": b.get("obsid"), "candidate_class": best["candidate_class"],
+            "p_best": float(best["p_candidate"]), "p_mean": float(g["p_candidate"].mean()),
+            "n_candidate_obs": int(len(g)), "n_obs": int(max(len(o), len(g))), "n_emission_obs": int(emitting.sum()),
+            "ha_ew_median": float(np.median(ew[finite])) if finite.any() else np.nan,
+            "ha_ew_min": float(ew[finite].min()) if finite.any() else np.nan,
+            "ha_ew_max": float(ew[finite].max()) if finite.any() else np.nan,
+            "ha_variable": ew_variable(ew, err), "ha_profile": b.get("ha_profile"),
+            "ha_ew": b.get("ha_ew"), "ha_ew_err": b.get("ha_ew_err"),
+            "nebular": bool(emitting.any() and neb[emitting].all()),
             "lamost_class": best["lamost_class"], "lamost_subclass": best["lamost_subclass"],
             "p_emission": float(best["p_emission"]), "p_absorption": float(best["p_absorption"]),
-            "p_double_peak": float(best["p_double_peak"]), "best_source_path": best["source_path"],
+            "p_double_peak": float(best["p_double_peak"]), "surveys": "LRS", "best_source_path": best["source_path"],
         })
-    df = pd.DataFrame(rows)
-    if df.empty:
+    if not rows:
         return pd.DataFrame(columns=CATALOGUE_COLUMNS)
+    df = pd.DataFrame(rows)
+    df["obsid"] = pd.to_numeric(df["obsid"], errors="coerce").astype("Int64")
+    for col in ("ha_ew", "ha_ew_err"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    df["ha_profile"] = df["ha_profile"].fillna("").astype(str)
     df = df.sort_values(["p_best", "n_candidate_obs"], ascending=False).reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
-    return df
+    return df[CATALOGUE_COLUMNS]
+
+
+def split_nebular(stars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(stellar, nebular)``: stars whose emission is only nebular leave the catalogue (each
+    part ranked anew)."""
+    neb = stars["nebular"].fillna(False).astype(bool)
+    out = []
+    for part in (stars[~neb], stars[neb]):
+        part = part.reset_index(drop=True).copy()
+        part["rank"] = np.arange(1, len(part) + 1)
+        out.append(part)
+    return out[0], out[1]
 
 
 def is_star(lamost_class: pd.Series) -> pd.Series:
@@ -75,17 +171,12 @@ def write_votable(df: pd.DataFrame, path: str, meta: dict[str, Any]) -> None:
     from astropy.table import Table
 
     t = Table.from_pandas(df.reset_index(drop=True))
-    ucds = {"designation": "meta.id;meta.main", "ra": "pos.eq.ra;meta.main", "dec": "pos.eq.dec;meta.main",
-            "p_best": "stat.probability", "p_mean": "stat.probability", "p_emission": "stat.probability",
-            "p_absorption": "stat.probability", "p_double_peak": "stat.probability",
-            "candidate_class": "meta.code.class", "lamost_class": "src.class", "lamost_subclass": "src.spType",
-            "n_obs": "meta.number", "n_candidate_obs": "meta.number", "rank": "meta.record"}
-    for name, ucd in ucds.items():
+    for name, ucd in UCDS.items():
         if name in t.colnames:
             t[name].meta["ucd"] = ucd
-    for name in ("ra", "dec"):
+    for name, unit in UNITS.items():
         if name in t.colnames:
-            t[name].unit = "deg"
+            t[name].unit = unit
     t.meta["description"] = "spectraldl H-alpha emission-line candidates. " + ACKNOWLEDGEMENT
     vot = from_table(t)
     for k, v in meta.items():

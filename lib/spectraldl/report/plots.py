@@ -1,4 +1,5 @@
-"""Report figures (matplotlib, Agg): counts, probability histograms, sky map, spectra."""
+"""Report figures (matplotlib, Agg): counts, probability and EW histograms, EW against the
+network's probability and over time, sky map, spectra."""
 from __future__ import annotations
 
 import logging
@@ -51,6 +52,77 @@ def probability_histograms(scores: pd.DataFrame, thresholds: dict[str, float], p
             ax.axvline(thresholds[c], color="C3", ls="--", label=f"threshold {thresholds[c]:.2f}")
             ax.legend()
         ax.set_title(f"P({c})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def ew_histogram(sample: pd.DataFrame, path: Path) -> None:
+    """Histogram of the measured H-alpha equivalent widths (negative = emission), by predicted class."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    ew = pd.to_numeric(sample["ha_ew"], errors="coerce")
+    finite = ew[np.isfinite(ew)]
+    lo, hi = (np.percentile(finite, [0.5, 99.5]) if len(finite) else (-10.0, 5.0))
+    bins = np.linspace(min(lo, -5.0), max(hi, 5.0), 61)
+    for c, color in zip(CLASSES, ("C3", "C0", "C2")):
+        sel = ew[(sample["label"] == c) & np.isfinite(ew)]
+        if len(sel):
+            ax.hist(np.clip(sel, bins[0], bins[-1]), bins=bins, histtype="step", color=color, lw=1.4,
+                    label=f"network: {c} ({len(sel)})", log=True)
+    ax.axvline(0, color="0.5", lw=0.6)
+    ax.set_xlabel("H-alpha EW (Å), negative = emission")
+    ax.set_ylabel("spectra")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def ew_vs_probability(sample: pd.DataFrame, disagree_ew: float, path: Path) -> None:
+    """The network's emission probability (emission + double peak) against the measured EW; the
+    disagreement regions shaded."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    ew = pd.to_numeric(sample["ha_ew"], errors="coerce").to_numpy(float)
+    p = (sample["p_emission"] + sample["p_double_peak"]).to_numpy(float)
+    ok = np.isfinite(ew)
+    ax.scatter(np.clip(ew[ok], -50, 20), p[ok], s=3, alpha=0.4, color="k", rasterized=True)
+    ax.axvspan(0, 20, ymin=0.5, ymax=1, color="C1", alpha=0.12, label="network emission, EW >= 0")
+    ax.axvspan(-50, disagree_ew, ymin=0, ymax=0.5, color="C4", alpha=0.12,
+               label=f"network absorption, EW < {disagree_ew:g} Å")
+    ax.set_xlim(-50, 20)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("H-alpha EW (Å), clipped to [-50, 20]")
+    ax.set_ylabel("P(emission) + P(double peak)")
+    ax.legend(fontsize=8, loc="center left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def ew_over_time(obs: pd.DataFrame, variable: pd.DataFrame, path: Path) -> None:
+    """H-alpha EW against observation date, with error bars, for the variable stars listed."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    key = obs["designation"].fillna(obs["source_path"])
+    for i, (_, star) in enumerate(variable.iterrows()):
+        o = obs[key == (star["designation"] if pd.notna(star["designation"]) else star["best_source_path"])]
+        t = pd.to_datetime(o["date_obs"], errors="coerce", utc=True)
+        ew = pd.to_numeric(o["ha_ew"], errors="coerce")
+        err = pd.to_numeric(o["ha_ew_err"], errors="coerce")
+        ok = t.notna() & ew.notna()
+        order = np.argsort(t[ok].to_numpy())
+        ax.errorbar(t[ok].to_numpy()[order], ew[ok].to_numpy()[order], yerr=err[ok].fillna(0).to_numpy()[order],
+                    marker="o", ms=3, lw=0.8, capsize=2, color=f"C{i % 10}", label=str(star["designation"])[:28])
+    if len(variable):
+        ax.legend(fontsize=7, ncol=2)
+    else:
+        ax.text(0.5, 0.5, "no variable star among the candidates", ha="center", va="center", transform=ax.transAxes)
+    ax.invert_yaxis()  # stronger emission upwards
+    ax.set_xlabel("observation date")
+    ax.set_ylabel("H-alpha EW (Å)")
+    fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
