@@ -50,8 +50,9 @@ Noise of a pixel without ivar (``ivar <= 0`` or not finite, flux good)
     integrated flux over its error of [N II] 6585.27 Å and of the stronger of [S II] 6718.29 /
     6732.67 Å (vacuum) above a local straight-line continuum; see :func:`measure_halpha`.
 ``nebular``
-    ``max(nii_snr, sii_snr) >= nebular_snr`` and an H-alpha emission component no wider than
-    ``nebular_fwhm_factor * ha_center / R``.
+    ``max(nii_snr, sii_snr) >= nebular_snr`` and no H-alpha emission wider than the instrument:
+    either an emission component no wider than ``nebular_fwhm_factor * ha_center / R``, or no
+    emission profile at all (a residual too weak to rise out of the star's absorption line).
 
 How the nebular thresholds were chosen (tests/test_halpha.py, bench/halpha_check.py)
     ``nebular_fwhm_factor = 1.5``: unresolved (instrumental-width) H-alpha cores measure at most
@@ -156,7 +157,8 @@ class HalphaSettings:
     nebular_snr : float
         [N II] or [S II] S/N at which a forbidden line is clearly in emission.
     nebular_fwhm_factor : float
-        ``nebular`` needs the H-alpha emission FWHM <= this x ``ha_center / R``.
+        ``nebular`` needs the H-alpha emission FWHM, where there is emission, <= this x
+        ``ha_center / R``.
     line_sys_floor : float
         Continuum structure relative to the continuum, counted fully correlated over a
         forbidden-line band in its flux error (``floor * continuum * band width``).
@@ -940,8 +942,10 @@ def _result(ew: float, ew_err: float, peak: float, fwhm: float | None, snr: floa
             profile: str | None, info: dict[str, Any], nii: float | None, sii: float | None,
             flags: list[str], p: _Plan) -> HalphaResult:
     forb = nii if sii is None else sii if nii is None else max(nii, sii)
-    nebular = forb is not None and forb >= p.settings.nebular_snr and fwhm is not None \
-        and fwhm <= p.fwhm_max
+    # forbidden lines in emission, and no H-alpha emission broader than the instrument's profile
+    # (a narrow residual, or one too weak to rise out of the star's absorption)
+    nebular = forb is not None and forb >= p.settings.nebular_snr and (
+        fwhm <= p.fwhm_max if fwhm is not None else profile not in _EMISSION)
     return HalphaResult(ha_ew=ew, ha_ew_err=ew_err, ha_peak=peak, ha_fwhm=fwhm, ha_snr=snr,
                         ha_profile=profile, ha_sep_kms=info.get("sep_kms"),
                         ha_pcyg_kms=info.get("pcyg_kms"), nii_snr=nii, sii_snr=sii,
