@@ -99,8 +99,9 @@ def group_by_star(cands: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFra
         Per star: the best spectrum's probabilities, obsid, profile and EW; ``n_obs``,
         ``n_candidate_obs``, ``n_emission_obs`` (observations whose measured profile is
         emission); the median, minimum and maximum EW over the observations; ``ha_variable``
-        (:func:`ew_variable` over the observations); ``nebular`` (every emission observation is
-        nebular, and there is one); ``surveys``. Stars without finite coordinates are left out.
+        (:func:`ew_variable` over the observations); ``nebular`` (every observation in emission,
+        by the measurement or above the network's thresholds, is nebular); ``surveys``. Stars
+        without finite coordinates are left out.
     """
     obs = observations.assign(k=star_key(observations)).drop_duplicates("source_path")
     for col in ("obsid", "ha_ew", "ha_ew_err", "ha_profile", "nebular"):
@@ -114,6 +115,8 @@ def group_by_star(cands: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFra
         ew = pd.to_numeric(o["ha_ew"], errors="coerce").to_numpy(float)
         err = pd.to_numeric(o["ha_ew_err"], errors="coerce").to_numpy(float)
         emitting = o["ha_profile"].isin(EMISSION_PROFILES).to_numpy()
+        # emission by the measurement or by the network: all of it nebular makes the star nebular
+        either = emitting | o["source_path"].isin(g["source_path"]).to_numpy()
         neb = o["nebular"].fillna(False).astype(bool).to_numpy()
         mine = o[o["source_path"] == best["source_path"]]
         b = mine.iloc[0] if len(mine) else best
@@ -131,7 +134,7 @@ def group_by_star(cands: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFra
             "ha_ew_max": float(ew[finite].max()) if finite.any() else np.nan,
             "ha_variable": ew_variable(ew, err), "ha_profile": b.get("ha_profile"),
             "ha_ew": b.get("ha_ew"), "ha_ew_err": b.get("ha_ew_err"),
-            "nebular": bool(emitting.any() and neb[emitting].all()),
+            "nebular": bool(either.any() and neb[either].all()),
             "lamost_class": best["lamost_class"], "lamost_subclass": best["lamost_subclass"],
             "p_emission": float(best["p_emission"]), "p_absorption": float(best["p_absorption"]),
             "p_double_peak": float(best["p_double_peak"]), "surveys": "LRS", "best_source_path": best["source_path"],
