@@ -218,3 +218,28 @@ def test_extra_labels_add_lamost_rows(spark, warehouse, real_run, tmp_path):
     bad.write_text(f"source_path,label\n{paths[0]},emision\n")
     with pytest.raises(ValueError, match="emision"):
         run_trainset(spark, str(ONDREJOV), str(LABELS), str(warehouse), cfg, extra_labels=str(bad))
+
+
+@real
+def test_holdout_keeps_named_stars_out_of_every_split(spark, tmp_path):
+    """trainset.holdout: the 22 cross-matched stars (by Ondřejov file stem) and BT CMi (by object
+    name; its files have no label) get the split 'holdout', every spectrum of their groups, and
+    the summary says what was held out and what the file named but the table lacks."""
+    pairs = pd.read_csv(REAL / "labels" / "cross-matched-pairs.csv")
+    stems = [file_stem(p) for p in pairs["ondrejov_file"]]
+    ho = tmp_path / "holdout.txt"
+    ho.write_text("# external test\n" + "\n".join(stems[:-1]) + f"\n{stems[-1]}.fits  # with suffix\nV* BT CMi\n")
+    cfg = load_config("local", overrides=["trainset.paths_per_task=8", f"trainset.holdout={ho}"])
+    s = run_trainset(spark, str(ONDREJOV), str(LABELS), str(tmp_path / "wh"), cfg)
+    table = Warehouse(str(tmp_path / "wh")).read_table(spark, "trainset").toPandas()
+    held = table[table["split"] == "holdout"]
+    assert sorted(held["id"].map(file_stem)) == sorted(stems) and len(held) == 22
+    assert held["label_name"].value_counts().to_dict() == {"absorption": 18, "emission": 3, "double_peak": 1}
+    rest = table[table["split"] != "holdout"]
+    assert list(rest["object"]) == ["HD 208905"] and not set(rest["group"]) & set(held["group"])
+    h = s["holdout"]
+    assert (h["entries"], h["matched"], h["rows"], h["not_in_table"]) == (23, 22, 22, ["V* BT CMi"])
+    assert sorted(h["groups"]) == sorted(held["group"]) and s["by_split"]["holdout"] == h["by_label"]
+    bad = load_config("local", overrides=[f"trainset.holdout={tmp_path / 'missing.txt'}"])
+    with pytest.raises(ValueError, match="no such file"):
+        run_trainset(spark, str(ONDREJOV), str(LABELS), str(tmp_path / "wh2"), bad)

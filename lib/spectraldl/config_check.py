@@ -106,7 +106,7 @@ RULES: dict[str, Rule] = {
     "trainset.accept_formats": reader_formats(), "trainset.file_suffixes": nonempty_list(),
     "trainset.paths_per_task": COUNT, "trainset.drop_unknown": any_value(), "trainset.seed": at_least(0),
     "trainset.fractions": list_of(3, FRACTION), "trainset.coord_decimals": between(0, 10),
-    "trainset.max_listed": at_least(0),
+    "trainset.max_listed": at_least(0), "trainset.holdout": any_value(),
     "synth.partitions": at_least(0), "synth.block_size": COUNT, "synth.lamost_spectra_per_star": at_least(1.0),
     "synth.ondrejov_spectra_per_star": at_least(1.0), "synth.emission_fraction": FRACTION,
     "synth.double_peak_fraction": FRACTION, "synth.galaxy_fraction": FRACTION, "synth.qso_fraction": FRACTION,

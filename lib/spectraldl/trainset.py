@@ -13,7 +13,11 @@
 3. ``--extra-labels`` (``source_path,label`` with class names) adds LAMOST rows from
    ``W/spectra`` as they are (already preprocessed; no adaptation); group: the designation.
 4. Splits (:mod:`spectraldl.splits`) are assigned on the driver from the small
-   ``(id, group, label)`` table, then joined back; the table is written aside and published by
+   ``(id, group, label)`` table, then joined back; the stars named in ``trainset.holdout`` (a
+   file of Ondřejov file stems or object names) get the split ``holdout`` first, with every
+   spectrum of their groups, so that they stay out of train, validation and test (an external
+   test set; the run summary lists what was held out and what the file named but the table
+   lacks); the table is written aside and published by
    one manifest commit, replacing the previous training set whole.
 """
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .adapt import AdaptSettings, adapt_ondrejov
-from .errors import CountMismatch, JobError
+from .errors import CountMismatch, JobError, UsageError
 from .io import Limits, SpectrumError, read_spectrum
 from .labels import (CODE_TO_NAME, STEM_SUFFIX_REGEX, UNKNOWN, file_stem, group_key, read_extra_labels,
                      read_labels)
@@ -120,6 +124,8 @@ def run_trainset(spark, src: str, labels: str, warehouse: str, config: dict[str,
     pp_id, ad_id = opts.preprocess.fingerprint(), opts.adapt.fingerprint()
     lab = read_labels(spark, labels)
     extra = read_extra_labels(spark, extra_labels) if extra_labels else None
+    holdout = ts.get("holdout") or ""
+    held_entries = read_holdout(holdout) if holdout else []
     inputs = {"input": src, "labels": labels, "extra_labels": extra_labels}
     with JobRun(spark, "trainset", warehouse, config, inputs=inputs, writes=True, break_lock=break_lock,
                 parent=parent) as run:
@@ -143,7 +149,10 @@ def run_trainset(spark, src: str, labels: str, warehouse: str, config: dict[str,
             raise EmptyTrainset("no labelled spectrum left for the training set")
         if table["id"].duplicated().any():
             raise CountMismatch(f"duplicate ids in the training set: {table['id'][table['id'].duplicated()].tolist()[:5]}")
-        table["split"] = grouped_stratified_split(table["group"], table["label"], ts["fractions"], int(ts["seed"]))
+        held = holdout_mask(table, run.summary, holdout, held_entries, int(ts["max_listed"]))
+        table["split"] = HOLDOUT
+        table.loc[~held, "split"] = grouped_stratified_split(table.loc[~held, "group"], table.loc[~held, "label"],
+                                                             ts["fractions"], int(ts["seed"]))
         splits = run.spark.createDataFrame(table[["id", "split"]], "id string, split string")
         rows = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
         name = F.create_map(*[x for k, v in CODE_TO_NAME.items() for x in (F.lit(k), F.lit(v))])
@@ -164,6 +173,58 @@ def run_trainset(spark, src: str, labels: str, warehouse: str, config: dict[str,
             by_split={s: {c: int(v) for c, v in row.items()} for s, row in counts.iterrows()})
         j.unpersist()
         return run.summary
+
+
+HOLDOUT = "holdout"
+
+
+def read_holdout(path: str) -> list[str]:
+    """The entries of a hold-out file: one Ondřejov file stem (``ud210022``, ``ud210022.fits``) or
+    object name (``HD 53416``, ``V* BT CMi``) per line; ``#`` starts a comment; a CSV's first
+    column (a header line ``stem``/``object``/``name`` is skipped)."""
+    import os
+    from .warehouse import local_path
+    p = local_path(path)
+    if not os.path.isfile(p):
+        raise UsageError(f"trainset.holdout {path}: no such file")
+    out = []
+    with open(p, encoding="utf-8") as fh:
+        for line in fh:
+            entry = line.split("#", 1)[0].split(",", 1)[0].strip()
+            if entry and entry.lower() not in ("stem", "object", "name", "file"):
+                out.append(entry)
+    return out
+
+
+def holdout_mask(table: pd.DataFrame, summary: dict[str, Any], path: str, entries: list[str],
+                 max_listed: int) -> np.ndarray:
+    """Which rows of ``(id, group, label)`` are held out: the groups (stars) of the rows whose file
+    stem is one of ``entries`` (:func:`read_holdout` of ``path``), and the groups an entry names (:func:`group_key` of it). Every
+    spectrum of a held-out star is held out. Recorded in ``summary['holdout']``."""
+    n = len(table)
+    if not path:
+        summary["holdout"] = None
+        return np.zeros(n, dtype=bool)
+    stems = table["id"].map(lambda i: file_stem(str(i)))
+    groups = set()
+    matched = []
+    for e in entries:
+        by_stem = table["group"][stems == file_stem(e)]
+        by_name = group_key(e, None, None, "")
+        hit = set(by_stem) | ({by_name} if (table["group"] == by_name).any() else set())
+        groups |= hit
+        if hit:
+            matched.append(e)
+    mask = table["group"].isin(groups).to_numpy()
+    summary["holdout"] = {
+        "file": path, "entries": len(entries), "matched": len(matched),
+        "not_in_table": [e for e in entries if e not in matched][:max_listed],
+        "groups": sorted(groups), "rows": int(mask.sum()),
+        "by_label": {CODE_TO_NAME[int(k)]: int(v) for k, v in table.loc[mask, "label"].value_counts().sort_index().items()},
+        "ids": sorted(map(str, table.loc[mask, "id"]))[:max_listed]}
+    log.info("held out %d rows of %d groups (%d of %d entries of %s matched)", mask.sum(), len(groups),
+             len(matched), len(entries), path)
+    return mask
 
 
 def _match_labels(run: JobRun, src: str, lab: pd.DataFrame):
@@ -278,6 +339,8 @@ def summary_line(s: dict[str, Any]) -> str:
     """The job's last log line."""
     reasons = ", ".join(f"{k} {v}" for k, v in s.get("rejected_by_reason", {}).items()) or "none"
     splits = ", ".join(f"{k} {sum(v.values())}" for k, v in sorted(s.get("by_split", {}).items()))
+    if s.get("holdout"):
+        splits += f"; held out {s['holdout']['rows']} rows of {len(s['holdout']['groups'])} stars"
     extra = f"; extra LAMOST rows {s['extra']['in_table']}/{s['extra']['rows']}" if "extra" in s else ""
     return (f"trainset {s['run_id']}: seen {s['seen']} = in table {s['ondrejov_in_table']} + rejected "
             f"{s['rejected']} ({reasons}) + unlabelled {s['unlabelled']} + dropped unknown {s['dropped_unknown']} "
