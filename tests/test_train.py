@@ -28,14 +28,16 @@ def toy_vector(rng, code):
     return ((base - base.mean()) / base.std()).astype(np.float32)
 
 
-def make_trainset(spark, wh_root, n=360, seed=1):
+def make_trainset(spark, wh_root, n=360, seed=1, unbalanced=False):
+    """Toy rows, 6 per star, stars in train/val/test 3:1:1; ``unbalanced``: the training split holds
+    the classes 1:4:1 (the others stay 1:1:1), so class weights from its counts are not uniform."""
     rng = np.random.default_rng(seed)
     rows = []
     names = {0: "emission", 1: "absorption", 3: "double_peak"}
     for i in range(n):
-        code = (0, 1, 3)[i % 3]
         star = i // 6
         split = ("train", "train", "train", "val", "test")[star % 5]
+        code = (0, 1, 1, 3, 1, 1)[i % 6] if unbalanced and split == "train" else (0, 1, 3)[i % 3]
         rows.append((f"s{i}", f"/x/s{i}.fits", f"STAR {star}", f"STAR {star}", code, names[code],
                      toy_vector(rng, code).tolist(), split, DEFAULT_SETTINGS.fingerprint()))
     w = Warehouse(str(wh_root))
@@ -48,8 +50,8 @@ def make_trainset(spark, wh_root, n=360, seed=1):
 def trained(spark, tmp_path_factory):
     from spectraldl.train import run_train
     wh = tmp_path_factory.mktemp("wh-train")
-    make_trainset(spark, wh)
-    cfg = load_config("local", overrides=["train.threads=1", "train.warmup_epochs=1", "train.batch_size=32"])
+    make_trainset(spark, wh, unbalanced=True)
+    cfg = load_config("local", overrides=["train.threads=1", "train.warmup_epochs=2", "train.batch_size=32"])
     summary = run_train(spark, str(wh), cfg, arch="mlp", num_proc=2, epochs=4)
     return wh, cfg, summary
 
@@ -83,6 +85,61 @@ def test_metrics_agree_with_recomputed_predictions(spark, trained):
     assert meta["metrics"]["test"]["accuracy"] > 0.9              # the toy classes are easy
     for f in ("confusion_matrix.png", "training_curves.png", "pr_curves.png"):
         assert (wh / "models" / s["version"] / f).stat().st_size > 5000
+
+
+def _sha(model) -> str:
+    return hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
+
+
+def test_horovod_synchronisation(spark, trained):
+    """Each piece of the data-parallel recipe, seen in what every rank reports; each assertion
+    fails when its piece is removed from spectraldl.hvd_worker."""
+    from pathlib import Path
+
+    from spectraldl.models import build_model
+    wh, cfg, s = trained
+    r0, r1 = s["ranks"]
+    vdir = Path(s["model_dir"])
+    # two different shards, together the training split
+    assert r0["rows_train"] > 0 and r1["rows_train"] > 0 and r0["rows_train"] + r1["rows_train"] == s["n"]["train"]
+
+    # hvd.DistributedOptimizer (gradients averaged) and the broadcast of rank 0's initial state
+    # (each rank draws its own initial weights): both ranks end with one model, rank 0's last checkpoint
+    assert r0["last_weights_sha256"] == r1["last_weights_sha256"]
+    state = json.loads((vdir / "checkpoints/state.json").read_text())
+    last = build_model("mlp", 140, 3)
+    last.load_weights(vdir / "checkpoints" / state["last_weights"])
+    assert _sha(last) == r0["last_weights_sha256"]
+    assert state["epoch"] == len(r0["epoch_log"]["loss"]) == 4
+
+    # the learning rate: base x workers, reached by a linear warm-up over train.warmup_epochs = 2
+    base, size = cfg["train"]["learning_rate"], 2
+    expected_lr = [base * size / size * (1 + (e + 1) * (size - 1) / 2) for e in range(2)] + [base * size] * 2
+    assert expected_lr == pytest.approx([1.5 * base, 2 * base, 2 * base, 2 * base])
+    for r in (r0, r1):
+        assert r["epoch_log"]["lr"] == pytest.approx(expected_lr, rel=1e-6)
+
+    # hvd.callbacks.MetricAverageCallback: every rank's val_loss / val_accuracy is the mean over the
+    # ranks; with shards of equal size that is the value on the whole validation split
+    assert r0["rows_val"] == r1["rows_val"] and r0["rows_val"] + r1["rows_val"] == s["n"]["val"]
+    assert r0["epoch_log"]["val_loss"] == r1["epoch_log"]["val_loss"]
+    val = spark.read.parquet(f"file://{vdir / '_data/val'}").toPandas()
+    x, y = np.stack(val["flux"].to_numpy()), val["y"].to_numpy().astype(int)
+    last.compile(loss="categorical_crossentropy", metrics=["accuracy"])
+    whole_loss, whole_acc = last.evaluate(x, np.eye(3)[y], batch_size=32, verbose=0)
+    assert r0["epoch_log"]["val_loss"][-1] == pytest.approx(whole_loss, rel=1e-4)
+    assert r0["epoch_log"]["val_accuracy"][-1] == pytest.approx(whole_acc, abs=1e-6)
+
+    # the class weights: n_train / (3 x n_train of the class), from the training split's counts
+    # (1:4:1 here, while validation and test are 1:1:1), used by every rank
+    train = Warehouse(str(wh)).read_table(spark, "trainset").filter("split = 'train'").toPandas()
+    counts = train["label"].map({0: 0, 1: 1, 3: 2}).value_counts().sort_index().to_numpy()
+    expected = {i: len(train) / (3 * c) for i, c in enumerate(counts)}
+    assert expected == pytest.approx({0: 2.0, 1: 0.5, 2: 2.0})
+    meta = json.loads((vdir / "model.json").read_text())
+    assert {int(k): v for k, v in meta["training"]["class_weight"].items()} == pytest.approx(expected)
+    for r in (r0, r1):
+        assert {int(k): v for k, v in r["class_weight"].items()} == pytest.approx(expected)
 
 
 def test_kill_and_resume(spark, tmp_path):

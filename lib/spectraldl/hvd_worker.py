@@ -170,6 +170,7 @@ def _checkpoint_callback(tf, spec: WorkerSpec, store: "_State", state: dict[str,
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
             logs["epoch_seconds"] = time.perf_counter() - self._t0  # training + validation of this epoch
+            logs["lr"] = float(tf.keras.backend.get_value(self.model.optimizer.learning_rate))  # after warm-up: base x size
             for k, v in logs.items():
                 self.history.setdefault(k, []).append(float(v))
             vl = float(logs.get("val_loss", np.inf))
@@ -211,7 +212,9 @@ def train_worker(spec: WorkerSpec | dict[str, Any]) -> dict[str, Any]:
     tf.keras.utils.set_random_seed(spec.seed + rank)
     train_ds, val_ds, steps, n_train, n_val = _datasets(spec, hvd, tf, rank, size)
 
-    model = build_model(spec.arch, spec.n_inputs, len(spec.classes), seed=spec.seed)
+    # each rank draws its own initial weights: only the broadcast from rank 0 makes them one model
+    # (rank 0's draw is the run's; tests/test_train.py fails if the broadcast goes)
+    model = build_model(spec.arch, spec.n_inputs, len(spec.classes), seed=spec.seed + rank)
     store = _State(spec.checkpoint_dir)
     state = store.load() if spec.resume else None
     initial_epoch = 0
@@ -233,11 +236,19 @@ def train_worker(spec: WorkerSpec | dict[str, Any]) -> dict[str, Any]:
         model.fit(train_ds, steps_per_epoch=steps, epochs=spec.epochs, initial_epoch=initial_epoch,
                   validation_data=val_ds, class_weight=spec.class_weight, callbacks=callbacks,
                   verbose=2 if rank == 0 else 0)
+    def sha(m) -> str:
+        return hashlib.sha256(b"".join(w.tobytes() for w in m.get_weights())).hexdigest()
+
+    last_digest = sha(model)  # every rank's weights after the last epoch: one model if synchronised
     if rank == 0 and ckpt.best_weights:
         model.load_weights(store.weights_path(ckpt.best_weights))  # early stopping keeps the best epoch
-    digest = hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
+    # per-rank facts for the driver (and the synchronisation tests): the shard sizes, the weights
+    # after the last epoch, the learning rate and the (averaged) metrics of every epoch as this
+    # rank saw them, the class weights it trained with
     out = {"rank": rank, "size": size, "rows_train": n_train, "rows_val": n_val, "device": device,
-           "weights_sha256": digest}
+           "weights_sha256": sha(model), "last_weights_sha256": last_digest,
+           "epoch_log": {k: ckpt.history.get(k, []) for k in ("lr", "loss", "val_loss", "val_accuracy")},
+           "class_weight": {int(k): float(v) for k, v in spec.class_weight.items()}}
     if rank == 0:
         # an uncompiled copy: the artifact holds weights only (checkpoints hold the training state)
         plain = build_model(spec.arch, spec.n_inputs, len(spec.classes))

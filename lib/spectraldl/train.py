@@ -164,7 +164,9 @@ def run_train(spark, warehouse: str, config: dict[str, Any], arch: str | None = 
         log.info("test metrics of %s:\n%s", vdir.name, summary_table(metrics))
         run.summary.update(epochs_run=rank0["epochs_run"], accuracy=metrics["test"]["accuracy"],
                            macro_f1=metrics["test"]["macro_f1"],
-                           weights_sha256=[r["weights_sha256"] for r in results], fit_seconds=round(fit_seconds, 1))
+                           weights_sha256=[r["weights_sha256"] for r in results], fit_seconds=round(fit_seconds, 1),
+                           ranks=[{k: r[k] for k in ("rank", "rows_train", "rows_val", "last_weights_sha256",
+                                                     "epoch_log", "class_weight")} for r in results])
         return run.summary
 
 
