@@ -54,7 +54,7 @@ def test_nebular_flag_against_synthetic_truth(synthetic):
     emission."""
     d = synthetic[synthetic["true_class"].isin(["absorption", "emission", "double_peak"])]
     truth = d["true_nebular"].astype(bool)
-    flag = d["nebular"].fillna(False).astype(bool)
+    flag = d["nebular"].eq(True)
     assert truth.sum() >= 100
     expected = d["true_nebular_ha_ew"].abs() * d["true_nebular_nii_ratio"].fillna(0) * d["true_snr"] / 4.0
     detectable = truth & (expected >= 8) & (d["true_class"] == "absorption")
@@ -133,7 +133,7 @@ def test_real_archive_report_puts_nebular_stars_apart(spark, tmp_path):
     bt = [p for p in sp.index if p.endswith("bt-cmi-lamost.fits")][0]
     assert sp.loc[bt, "ha_ew"] < -10 and sp.loc[bt, "nebular"] == False  # noqa: E712 (numpy bool)
     km = sp[sp["lamost_class"].eq("STAR") & sp["lamost_subclass"].fillna("").str[:1].isin(["K", "M", "d"])]
-    assert len(km) >= 30 and not km["nebular"].fillna(False).any()
+    assert len(km) >= 30 and not km["nebular"].eq(True).any()
     assert not km["ha_profile"].isin(["single", "double", "pcygni"]).any()
     run_score(spark, str(wh), cfg)
     rep = run_report(spark, str(wh), cfg, top=5)

@@ -117,7 +117,7 @@ def group_by_star(cands: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFra
         emitting = o["ha_profile"].isin(EMISSION_PROFILES).to_numpy()
         # emission by the measurement or by the network: all of it nebular makes the star nebular
         either = emitting | o["source_path"].isin(g["source_path"]).to_numpy()
-        neb = o["nebular"].fillna(False).astype(bool).to_numpy()
+        neb = o["nebular"].eq(True).to_numpy()  # None (not measured) is not nebular
         mine = o[o["source_path"] == best["source_path"]]
         b = mine.iloc[0] if len(mine) else best
         ra, dec = float(g["ra"].mean()), float(g["dec"].mean())
@@ -154,7 +154,7 @@ def group_by_star(cands: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFra
 def split_nebular(stars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(stellar, nebular)``: stars whose emission is only nebular leave the catalogue (each
     part ranked anew)."""
-    neb = stars["nebular"].fillna(False).astype(bool)
+    neb = stars["nebular"].eq(True)
     out = []
     for part in (stars[~neb], stars[neb]):
         part = part.reset_index(drop=True).copy()
