@@ -328,3 +328,36 @@ def test_pipeline_with_train_end_to_end(spark, tmp_path, synth_archive, ondrejov
     assert Path(p["report"]).is_file() and version in Path(p["report"]).read_text()
     assert not (w / "_state" / "lock").exists()
     print(f"pipeline --train on {p['seen']} LAMOST + 150 Ondřejov synthetic files: {p['seconds']:.1f} s")
+
+
+def test_documented_job_options_through_the_entry_points(spark, tmp_path, synth_archive, caplog):
+    """--retry-rejects, --rescore, --model-version and --top as a user types them."""
+    arc = copy_archive(synth_archive, tmp_path / "arc", 10)
+    (arc / "junk.fits").write_bytes(b"not a FITS file")
+    w = str(tmp_path / "wh")
+    assert run_job("ingest", "--input", str(arc), "--warehouse", w) == 0
+    assert run_job("ingest", "--input", str(arc), "--warehouse", w, "--retry-rejects") == 0
+    s = summaries(tmp_path / "wh", "ingest")
+    assert s[0]["rejected_by_reason"]["not_fits"] == 1 and s[0]["ingested"] >= 9
+    assert s[1]["skipped"] == s[0]["ingested"] and s[1]["rejected"] == 1          # only the reject parsed again
+    assert run_job("score", "--warehouse", w) == 0
+    assert run_job("score", "--warehouse", w) == 0                                # nothing new
+    assert summaries(tmp_path / "wh", "score")[-1]["nothing_to_do"].startswith("all ")
+    assert run_job("score", "--warehouse", w, "--rescore") == 0
+    rescored = summaries(tmp_path / "wh", "score")[-1]
+    assert rescored["scored"] == s[0]["ingested"] and not rescored.get("nothing_to_do")
+    version = rescored["model_version"]
+    caplog.clear()
+    assert run_job("report", "--warehouse", w, "--top", "3", "--model-version", version) == 0
+    rep = summaries(tmp_path / "wh", "report")[-1]
+    assert rep["model_version"] == version and rep["inputs"]["top"] == 3 and rep["scored"] == s[0]["ingested"]
+
+
+def test_demo_command(tmp_path):
+    """``./spark-submit.sh demo``: a synthetic archive and the whole pipeline with the embedded model."""
+    env = {**os.environ, "SPECTRALDL_DEMO_DIR": str(tmp_path / "demo"), "SPECTRALDL_DEMO_N": "60"}
+    p = subprocess.run([str(ROOT / "spark-submit.sh"), "demo"], capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    last = [line for line in (p.stdout + p.stderr).splitlines() if " INFO spectraldl: pipeline " in line][-1]
+    assert "files seen 60 = skipped 0 + ingested" in last and last.endswith("s)") and "index.html" in last
+    assert glob.glob(str(tmp_path / "demo" / "warehouse" / "reports" / "*" / "index.html"))
