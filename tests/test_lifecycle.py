@@ -250,6 +250,8 @@ def test_a_locked_warehouse_refuses_every_writing_job_and_break_lock_works(spark
         caplog.clear()
         assert run_job(job, *argv) == 1, job
         assert "is locked by ingest run other-run" in caplog.text and "--break-lock" in caplog.text
+        refused = [s for s in summaries(Path(w), job) if s["status"] == "failed"]
+        assert len(refused) == 1 and refused[0]["error"].startswith("LockedError"), job
         assert run_job(job, *argv, "--break-lock") == 0, (job, caplog.text[-2000:])
         assert "breaking the lock of run other-run" in caplog.text
         assert not os.path.exists(os.path.join(w, "_state", "lock")), job

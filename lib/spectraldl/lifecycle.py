@@ -139,12 +139,16 @@ class JobRun:
             self._progress = ProgressReporter(sc, float(self.config["logging"]["progress_seconds"])).start()
         elif self.parent is not None:
             self._progress = self.parent._progress
-        if self.writes:
-            self._take_lock()
-            self.wh.garbage_collect(self.retention_hours)
-        elif self.publishes and self.parent is None:
-            self.wh.check_unlocked(self.break_lock)  # refuse at once, not after hours of work
-        self.manifest = self.wh.manifest()
+        try:
+            if self.writes:
+                self._take_lock()
+                self.wh.garbage_collect(self.retention_hours)
+            elif self.publishes and self.parent is None:
+                self.wh.check_unlocked(self.break_lock)  # refuse at once, not after hours of work
+            self.manifest = self.wh.manifest()
+        except BaseException as exc:  # a refused start (a locked warehouse) is a failed run too
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         self.summary["manifest_seq"] = self.manifest["seq"]
         return self
 
