@@ -99,6 +99,12 @@ def test_wrapper_refuses_a_bad_setting_without_a_jvm(tmp_path):
     assert seconds < 10 and not (tmp_path / "w").exists()
 
 
+def test_a_wrapper_option_after_the_job_is_refused_not_mistaken(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:  # "--conf" must not pass for an abbreviation of "--config"
+        run_job("ingest", "--input", str(tmp_path), "--warehouse", str(tmp_path / "w"), "--conf", "ingest.rows_per_file=5")
+    assert exc.value.code == 2 and "unrecognized arguments: --conf" in capsys.readouterr().err
+
+
 def test_task_count_is_whole_waves_never_more_than_items():
     assert task_count(0, 10, 4) == 1
     assert task_count(7, 5000, 8) == 7

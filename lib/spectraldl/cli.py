@@ -44,8 +44,11 @@ def add_break_lock(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser(name: str, doc: str | None, add_arguments: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"spark-submit.sh {name}", description=(doc or "").strip(),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    # no abbreviations: "--conf K=V" after the job name must not pass for "--config FILE"
+    p = argparse.ArgumentParser(prog=f"spark-submit.sh {name}", description=(doc or "").strip(), allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Wrapper options go before the job's name: "
+                                       "./spark-submit.sh [--master URL] [--conf KEY=VALUE] JOB ...")
     add_arguments(p)
     g = p.add_argument_group("configuration (normally passed by spark-submit.sh)")
     g.add_argument("--env", default="local", help="config environment: conf/<env>.toml (default: local)")
