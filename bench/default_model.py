@@ -69,7 +69,7 @@ def external_table(model, real: Path = REAL) -> pd.DataFrame:
     p = predict_files(model, real, stars["lamost_file"])
     stars["predicted"] = [CLASSES[i] for i in p.argmax(1)]
     stars["p_predicted"] = [round(float(v), 3) for v in p.max(1)]
-    stars["p_truth"] = [round(float(p[k, CLASSES.index(t)]), 3) for k, t in enumerate(stars["truth"])]
+    stars["p_truth"] = [round(float(p[k, CLASSES.index(t)]), 6) for k, t in enumerate(stars["truth"])]
     stars["correct"] = stars["predicted"] == stars["truth"]
     return stars
 

@@ -145,6 +145,30 @@ def c2st(real: pd.DataFrame, syn: pd.DataFrame, group_of, folds: int = 5, seed: 
     return out
 
 
+def run(k: int = 3, pool: int = 8000, ondrejov_pool: int = 1500, seed: int = 99, real: Path = REAL) -> dict:
+    """Both two-sample tests: ``{"lamost": ..., "ondrejov": ...}`` as :func:`c2st` gives them."""
+    from spectraldl.adapt import adapt_ondrejov
+    from spectraldl.io import read_spectrum
+
+    res = {}
+    rl = real_lamost(real)
+    syn = match(rl, synth_pool("lamost", pool, seed), k, seed, loose=lambda key: (key[0], key[1][:1]))
+    res["lamost"] = c2st(rl, syn, type_group)
+
+    lab = pd.read_csv(real / "labels/ondrejov-dataset.csv")
+    by_stem = dict(zip(lab["id"].str.rsplit("/", n=1).str[-1], lab["label"]))
+    rows = []
+    for p in sorted((real / "ondrejov").rglob("*.fits")):
+        vec = adapt_ondrejov(read_spectrum(p), name=str(p))[0]
+        code = by_stem.get(p.name[:-5])
+        rows.append({"file": p.name, "key": ("label", LABELS.get(code, "any") if code is not None else "any"),
+                     "vec": vec})
+    ro = pd.DataFrame(rows)
+    osyn = match(ro, synth_pool("ondrejov", ondrejov_pool, seed), k, seed, loose=lambda key: ("label", "any"))
+    res["ondrejov"] = c2st(ro, osyn, lambda key: key[1])
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--k", type=int, default=3)
@@ -153,27 +177,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=99)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    from spectraldl.adapt import adapt_ondrejov
-    from spectraldl.io import read_spectrum
-
-    res = {}
-    rl = real_lamost()
-    pool = synth_pool("lamost", a.pool, a.seed)
-    syn = match(rl, pool, a.k, a.seed, loose=lambda key: (key[0], key[1][:1]))
-    res["lamost"] = c2st(rl, syn, type_group)
-
-    lab = pd.read_csv(REAL / "labels/ondrejov-dataset.csv")
-    by_stem = dict(zip(lab["id"].str.rsplit("/", n=1).str[-1], lab["label"]))
-    rows = []
-    for p in sorted((REAL / "ondrejov").rglob("*.fits")):
-        vec = adapt_ondrejov(read_spectrum(p), name=str(p))[0]
-        code = by_stem.get(p.name[:-5])
-        rows.append({"file": p.name, "key": ("label", LABELS.get(code, "any") if code is not None else "any"),
-                     "vec": vec})
-    ro = pd.DataFrame(rows)
-    opool = synth_pool("ondrejov", a.ondrejov_pool, a.seed)
-    osyn = match(ro, opool, a.k, a.seed, loose=lambda key: ("label", "any"))
-    res["ondrejov"] = c2st(ro, osyn, lambda key: key[1])
+    res = run(a.k, a.pool, a.ondrejov_pool, a.seed)
     print(json.dumps(res, indent=1))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
