@@ -166,6 +166,37 @@ def match_resolution(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray 
     return f, sigma
 
 
+def degrade_resolution(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None = None,
+                       r_from: float = 7500.0, r_to: float = 1800.0, reference_wavelength: float = 6562.8,
+                       name: str | None = None) -> tuple[np.ndarray, float]:
+    """Blur a spectrum of resolving power ``r_from`` to ``r_to`` (LAMOST MRS -> LRS); ``(flux, sigma_px)``.
+
+    The same Gaussian kernel as :func:`match_resolution` (``sigma^2 = s_to^2 - s_from^2``, ``s = lambda /
+    (2.355 R)`` at ``reference_wavelength``, in the spectrum's pixels; non-good pixels bridged first and
+    left non-good for the caller). A grid whose pixel steps vary by more than 1 % (an MRS single
+    exposure is on its detector's own grid: steps from 0.74 to 1.05e-5 dex) is resampled onto a
+    uniform grid with its median step, blurred there and interpolated back, so the kernel has the
+    same width in Å across the spectrum.
+
+    ``wavelength`` must be ascending. Returns the blurred flux on ``wavelength`` (float64) and the
+    kernel sigma in pixels of the grid it was applied on.
+    """
+    settings = AdaptSettings(r_source=float(r_from), r_target=float(r_to),
+                             reference_wavelength=float(reference_wavelength), air_to_vacuum=False)
+    w = np.asarray(wavelength, dtype=np.float64)
+    steps = np.diff(w)
+    if w.size < 3 or not (steps > 0).all():
+        raise SpectrumError("bad_wavelength", name, "wavelengths are not ascending")
+    med = float(np.median(steps))
+    if np.abs(steps / med - 1.0).max() <= 0.01:
+        return match_resolution(w, flux, good, settings, name)
+    g = np.isfinite(flux) if good is None else np.asarray(good, dtype=bool) & np.isfinite(flux)
+    f = fill_bad(flux, g)
+    u = w[0] + med * np.arange(int(np.floor((w[-1] - w[0]) / med)) + 1)
+    fu, sigma = match_resolution(u, np.interp(u, w, f), None, settings, name)
+    return np.interp(w, u, fu), sigma
+
+
 def adapt_ondrejov(spectrum, adapt_settings: AdaptSettings = DEFAULT_ADAPT,
                    preprocess_settings: PreprocessSettings = DEFAULT_SETTINGS,
                    name: str | None = None) -> tuple[np.ndarray, float]:
