@@ -3,6 +3,7 @@ empty exposures flagged ``low_signal``, the blur to LRS resolution; on the eight
 files and on synthetic ones with known truth."""
 from __future__ import annotations
 
+import io
 import warnings
 
 import numpy as np
@@ -16,6 +17,7 @@ from spectraldl.io.lamost_mrs import read_mrs_exposures
 from spectraldl.io.mrs_quality import clean_night, cosmic_ray_mask, is_low_signal, mrs_vector, signal_to_noise
 from spectraldl.io.reader import read_bytes_from_path
 from spectraldl.preprocess import DEFAULT_SETTINGS, preprocess
+from spectraldl.synth.mrs import LAYOUTS, make_mrs, mrs_bytes, write_mrs
 
 MRS_DIR = "lamost/hypergravity_laspec"
 LRS_SAME_STAR = f"{MRS_DIR}/spec-57287-KP193637N444141V03_sp10-161.fits.gz"
@@ -249,3 +251,120 @@ def test_low_signal():
     assert not is_low_signal(w, rng.normal(300, 30, w.size), ivar)
     assert signal_to_noise(w, rng.normal(300, 30, w.size), None) == pytest.approx(10, rel=0.15)  # DER_SNR
     assert is_low_signal(w, np.full(w.size, np.nan), ivar)
+
+
+# -- synthetic files ------------------------------------------------------------------------------
+
+SYNTH_PROFILES = ("absorption", "single", "mdwarf", "double")
+
+
+def _synth(i: int, layout: str | None = None):
+    return make_mrs(i, 11, layout or LAYOUTS[i % 2], profile=SYNTH_PROFILES[i % 4])
+
+
+def test_synth_mrs_deterministic():
+    for layout in LAYOUTS:
+        assert mrs_bytes(make_mrs(3, 5, layout)) == mrs_bytes(make_mrs(3, 5, layout))
+        assert mrs_bytes(make_mrs(3, 5, layout)) != mrs_bytes(make_mrs(3, 6, layout))
+    a, b = make_mrs(3, 5, "dr7"), make_mrs(3, 5, "dr9")  # the layout changes the bytes only
+    assert a.truth | {"layout": None} == b.truth | {"layout": None}
+    np.testing.assert_array_equal(a.red_exposures[0].flux, b.red_exposures[0].flux)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_synth_mrs_reader_returns_truth(layout, tmp_path):
+    for i in range(4):
+        m = _synth(i, layout)
+        data = mrs_bytes(m)
+        ex = read_mrs_exposures(load_bytes(data, "x.fits"))
+        assert [n for n, _ in ex] == ["COADD_R"] + [t.name for t in m.red_exposures]
+        assert len(ex) - 1 == m.truth["n_exposures"]
+        for n, s in ex:
+            t = m.table(n)
+            np.testing.assert_array_equal(s.wavelength, t.wavelength)
+            assert np.all(np.diff(s.wavelength) > 0)
+            np.testing.assert_array_equal(s.flux, t.flux)
+            np.testing.assert_array_equal(s.ivar, t.ivar)
+            assert s.meta["mjd"] == pytest.approx(t.truth["mjd"], abs=1e-9)
+            assert s.meta["exptime"] == t.truth["exptime"]
+            assert s.meta["mrs_layout"] == ("rows" if layout == "dr7" else "arrays")
+            assert s.meta["designation"] == m.truth["designation"] and s.medium == "vacuum"
+        # astropy reads the same HDUs, columns and (stored, unsorted) arrays
+        hl = _astropy(io.BytesIO(data))
+        assert [h.name for h in hl] == ["Information", *[t.name for t in m.tables]]
+        r = m.red_exposures[0]
+        col = "LOGLAM" if layout == "dr7" else "WAVELENGTH"
+        stored = hl[r.name].data[col] if layout == "dr7" else hl[r.name].data[col][0]
+        assert (np.diff(stored) < 0).all()  # red exposures are stored red to blue, as in the real files
+        # the registry's one spectrum per file: COADD_R, gzip or not
+        p = tmp_path / f"{layout}{i}"
+        write_mrs(str(p), m, gzip=i % 2 == 1)
+        one = read_spectrum(next(p.rglob("med-*")))
+        assert one.format == "lamost_mrs"
+        np.testing.assert_array_equal(one.flux, m.table("COADD_R").flux)
+
+
+@pytest.mark.realdata
+def test_synth_mrs_structure_matches_real(real_dir):
+    """HDU order, column names and formats, and header keywords as in a real DR7 file."""
+    real = _astropy(real_dir / MRS_DIR / "med-58270-HIP95119KP01_sp12-076.fits.gz")
+    m = make_mrs(0, 1, "dr7", n_exposures=4)
+    syn = _astropy(io.BytesIO(mrs_bytes(m)))
+    assert [h.name[:2] for h in syn] == [h.name[:2] for h in real]
+
+    def keys(h):
+        return [k for k in h.header.keys() if k not in ("COMMENT", "")]
+    assert keys(syn[0]) == keys(real[0])
+    for i in range(1, len(real)):
+        assert syn[i].columns.names == real[i].columns.names
+        assert syn[i].columns.formats == real[i].columns.formats
+        assert [k for k in keys(syn[i]) if not k.startswith("LMJMLIS")] == \
+            [k for k in keys(real[i]) if not k.startswith("LMJMLIS")]
+        assert syn[i].header["NAXIS1"] == real[i].header["NAXIS1"]
+
+
+def test_synth_mrs_cosmic_rays_low_signal_and_emission():
+    """Cosmic rays found (recall, no false hit), empty exposures low_signal, emission that changes
+    between exposures measured as it is (not masked)."""
+    found = missed = false = 0
+    missed_far = []
+    ew_true, ew_meas, varying = [], [], 0
+    for i in range(16):
+        m = _synth(i)
+        night = clean_night(read_mrs_exposures(load_bytes(mrs_bytes(m), "x")))
+        emission_star = m.truth["profile"] != "absorption"
+        ews = []
+        for c in night:
+            t = m.table(c.exposure).truth
+            assert c.low_signal == t["empty"], (i, c.exposure, c.snr)
+            if c.low_signal or c.exposure == "COADD_R":
+                continue
+            masked = c.cr_mask
+            for hit in t["cosmic_hits"]:
+                if masked[hit].any():
+                    found += 1
+                else:
+                    missed += 1
+                    wl = c.spectrum.wavelength[hit[0]]
+                    if abs(wl - 6564.6) > 8:
+                        missed_far.append((i, c.exposure, wl))
+            idx = np.flatnonzero(masked)
+            truth_px = set(t["cosmic_pixels"])
+            for grp in np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1) if idx.size else []:
+                false += not truth_px & set(range(grp[0] - 1, grp[-1] + 2))
+            s = c.spectrum
+            h = measure_halpha(s.wavelength, np.where(c.good, s.flux, np.nan), s.ivar, resolving_power=7500)
+            ew_true.append(t["ha_ew_true"])
+            ew_meas.append(h.ha_ew)
+            ews.append(t["ha_ew_true"])
+            if emission_star:
+                assert h.ha_profile in NOT_EMISSION or h.ha_profile == "filled" or h.ha_ew < -1, (i, c.exposure, h)
+            else:
+                assert h.ha_profile not in NOT_EMISSION, (i, c.exposure, h)
+        if emission_star and len(ews) > 1:
+            varying += (max(ews) - min(ews)) > 1.0
+    assert found / (found + missed) >= 0.97 and not missed_far, (found, missed, missed_far)
+    assert false == 0
+    assert varying >= 6
+    ew_true, ew_meas = np.array(ew_true), np.array(ew_meas)
+    assert np.abs(ew_meas - ew_true).max() < 1.5 and np.corrcoef(ew_true, ew_meas)[0, 1] > 0.99
