@@ -368,3 +368,36 @@ def test_synth_mrs_cosmic_rays_low_signal_and_emission():
     assert varying >= 6
     ew_true, ew_meas = np.array(ew_true), np.array(ew_meas)
     assert np.abs(ew_meas - ew_true).max() < 1.5 and np.corrcoef(ew_true, ew_meas)[0, 1] > 0.99
+
+
+def test_mrs_reader_orders_and_refuses():
+    from spectraldl.io import SpectrumError
+    from spectraldl.io.lamost_mrs import _ascending
+    from spectraldl.synth.fitswrite import bintable, card, hdu_bytes
+
+    w, f, m = _ascending(np.array([6500.0, 6400.0, 6600.0]), np.array([2.0, 1.0, 3.0]), np.array([0, 1, 0]))
+    assert list(w) == [6400.0, 6500.0, 6600.0] and list(f) == [1.0, 2.0, 3.0] and list(m) == [1, 0, 0]
+    with pytest.raises(SpectrumError, match="bad_wavelength"):
+        _ascending(np.array([6500.0, 6400.0, 6500.0]), np.zeros(3))
+
+    def mrs_file(columns, nrows):
+        fields, data = bintable(columns, nrows)
+        head = [card("XTENSION", "BINTABLE"), card("BITPIX", 8), card("NAXIS", 2),
+                card("NAXIS1", sum(x[2] for x in fields)), card("NAXIS2", nrows), card("PCOUNT", 0),
+                card("GCOUNT", 1), card("TFIELDS", len(fields)), card("EXTNAME", "COADD_R")]
+        head += [card(f"TTYPE{i + 1}", x[0]) for i, x in enumerate(fields)]
+        head += [card(f"TFORM{i + 1}", x[1]) for i, x in enumerate(fields)]
+        prim = [card("SIMPLE", True), card("BITPIX", 16), card("NAXIS", 0), card("EXTEND", True),
+                card("EXTNAME", "Information")]
+        return hdu_bytes(prim) + hdu_bytes(head, data)
+
+    arr = np.linspace(6300, 6800, 50, dtype=np.float32)
+    ok = mrs_file([("FLUX", np.ones((1, 50), np.float32)), ("WAVELENGTH", arr[None, ::-1])], 1)
+    s = read_spectrum(ok, name="ok.fits")
+    assert s.format == "lamost_mrs" and np.all(np.diff(s.wavelength) > 0) and s.meta["mrs_layout"] == "arrays"
+    two_rows = mrs_file([("FLUX", np.ones((2, 50), np.float32)), ("WAVELENGTH", np.stack([arr, arr]))], 2)
+    with pytest.raises(SpectrumError, match="bad_shape"):
+        read_spectrum(two_rows, name="x.fits")
+    no_wave = mrs_file([("FLUX", np.ones(50, np.float32)), ("IVAR", np.ones(50, np.float32))], 50)
+    with pytest.raises(SpectrumError, match="missing_wavelength"):
+        read_spectrum(no_wave, name="x.fits")
