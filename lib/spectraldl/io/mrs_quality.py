@@ -159,13 +159,16 @@ def cosmic_ray_mask(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray |
     others : sequence of (wavelength, flux, ivar, good)
         The other exposures of the same night (same star and fibre), any grid; may be empty.
     nsigma : float
-        A hit's peak is at least this many sigma above the baseline(s).
+        A hit's peak is at least this many sigma above the baseline: the running median alone;
+        with ``others``, their scaled median and its running median (and ``nsigma / 2`` above
+        the exposure's own running median).
     max_width_fwhm : float
-        A hit's half-maximum width is at most this fraction of the LSF's FWHM (in pixels at it)...
+        Alone: a hit's half-maximum width is at most this fraction of the LSF's FWHM (in pixels
+        at the hit).
     max_width_night_fwhm : float
-        ... or, with ``others``, at most this many FWHM when the excursion stands ``nsigma`` above
-        the night's other exposures and none of them shows anything above 3 sigma within a pixel
-        of its peak (present in this exposure only: an oblique cosmic-ray track a few pixels long).
+        With ``others``: at most this many FWHM, and none of the others shows an excursion above
+        4 sigma within a pixel of the peak (present in this exposure only: a hit, or an oblique
+        cosmic-ray track a few pixels long). Also how far a hit's wings are masked.
     median_fwhm : float
         Running-median window in LSF FWHMs.
     grow : int
