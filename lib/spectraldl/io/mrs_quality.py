@@ -30,9 +30,10 @@ Cosmic rays (:func:`cosmic_ray_mask`)
 ``low_signal`` (:func:`signal_to_noise`, :func:`is_low_signal`)
     The median per-pixel S/N (``flux * sqrt(ivar)``) of the good pixels in 6500-6760 Å (DER_SNR,
     Stoehr et al. 2008, where fewer than half the pixels have an ivar). Below ``min_snr`` (3) the
-    exposure holds no usable signal: med-58268 and med-58269 (clouds; the flux there is scattered
-    light and cosmic rays, uncorrelated with the star) measure 0.0-0.9 per exposure and 1.0 in
-    their co-adds, the good nights 4.4 (one exposure through cloud) and 22-106.
+    exposure holds no usable signal: the exposures of med-58268 and med-58269 (clouds; their flux
+    is scattered light and cosmic rays, uncorrelated with the star: r -0.2 to 0.5 with its LRS
+    vector) measure -0.05 to 1.1 and their co-adds 1.4; the good nights 4.7 (R-84420195 of
+    med-58625, through cloud, still r 0.85 after cleaning) and 25-288.
 
 Resolution (:func:`mrs_vector`)
     :func:`spectraldl.adapt.degrade_resolution` from R 7,500 to LAMOST LRS's 1,800, after the
