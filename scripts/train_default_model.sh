@@ -10,6 +10,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 W="${1:-/tmp/spectraldl-default-model}"
 REAL="${SPECTRALDL_REAL_DATA:-$ROOT/../shared/data/real}"
 S="$ROOT/spark-submit.sh"
+DEST="${SPECTRALDL_MODEL_DEST:-$ROOT/lib/spectraldl/models/default}"   # elsewhere to compare a rerun
 mkdir -p "$W"
 [ -f "$W/ondrejov/labels.csv" ] || "$S" --master 'local[2]' synth --out "$W/ondrejov" --n 13000 --seed 7 --kind ondrejov
 find "$W/ondrejov" -name '*.fit*' > "$W/paths.txt"
@@ -27,7 +28,7 @@ rm -rf "$W/wh"
 "$S" --master 'local[2]' trainset --input "$W/paths.txt" --labels "$W/labels.csv" --warehouse "$W/wh" \
   --holdout "$W/holdout.txt"
 "$S" --master 'local[2]' --conf train.patience=6 train --warehouse "$W/wh" --arch cnn --num-proc 2 --epochs 40
-"$ROOT/.venv/bin/python" - "$W/wh" "$ROOT/lib/spectraldl/models/default" "$(realpath "$REAL")" "$W/holdout.txt" <<'PY'
+"$ROOT/.venv/bin/python" - "$W/wh" "$DEST" "$(realpath "$REAL")" "$W/holdout.txt" <<'PY'
 import json, shutil, sys
 from pathlib import Path
 import pandas as pd

@@ -142,6 +142,18 @@ def test_horovod_synchronisation(spark, trained):
         assert {int(k): v for k, v in r["class_weight"].items()} == pytest.approx(expected)
 
 
+def test_a_rerun_gives_the_same_weights(spark, trained):
+    """Seeds, deterministic kernels, a fixed shard order: training again from the same training set
+    gives rank 0 and rank 1 the same weights bit for bit (so scripts/train_default_model.sh
+    reproduces the shipped model)."""
+    from spectraldl.train import run_train
+    wh, cfg, s = trained
+    again = run_train(spark, str(wh), cfg, arch="mlp", num_proc=2, epochs=4)
+    assert again["version"] != s["version"]
+    assert again["weights_sha256"] == s["weights_sha256"]
+    assert [r["last_weights_sha256"] for r in again["ranks"]] == [r["last_weights_sha256"] for r in s["ranks"]]
+
+
 def test_kill_and_resume(spark, tmp_path):
     """SIGKILL the train job after its second checkpoint; --resume finishes the same version."""
     import os

@@ -210,6 +210,9 @@ def train_worker(spec: WorkerSpec | dict[str, Any]) -> dict[str, Any]:
         tf.config.threading.set_inter_op_parallelism_threads(spec.threads)
     device = _pin_device(hvd)
     tf.keras.utils.set_random_seed(spec.seed + rank)
+    # deterministic kernels: with the seeds above, petastorm's fixed row-group order and Gloo's sum
+    # of two ranks, a rerun gives the same weights bit for bit (scripts/train_default_model.sh)
+    tf.config.experimental.enable_op_determinism()
     train_ds, val_ds, steps, n_train, n_val = _datasets(spec, hvd, tf, rank, size)
 
     # each rank draws its own initial weights: only the broadcast from rank 0 makes them one model
