@@ -22,7 +22,7 @@ Cosmic rays (:func:`cosmic_ray_mask`)
     and ``grow`` pixels more. What it costs: a hit on top of an emission line present in the
     other exposures is left (the line's own EW barely changes), and a line narrower than 1.5 FWHM
     that appears in one exposure only would be taken for a hit.
-    On the real files: 0-7 hits per exposure (R-84420171 of med-58625 one in the H-alpha core);
+    On the real files: 0-5 hits per exposure (R-84420171 of med-58625 one in the H-alpha core);
     after masking no vector of the F5 star keeps a spike above 3 sigma where a hit was (without
     masking up to 78 sigma). Synthetic files (tests/test_mrs.py): recall 0.99 (the misses: hits on
     emission lines), no false hit.
