@@ -97,13 +97,28 @@ def prepare_data(run: JobRun, vdir: Path, opts: TrainOptions) -> dict[str, Any]:
     for split, nfiles in (("train", opts.num_proc * opts.files_per_worker), ("val", opts.num_proc * 2)):
         target = data / split
         if not (target / "_SUCCESS").exists():
-            (ts.filter(F.col("split") == split).select(F.col("flux"), F.col("y").cast("int").alias("y"))
-             .repartition(nfiles).write.mode("overwrite").parquet(f"file://{target}"))
+            rows = ts.filter(F.col("split") == split).select("id", F.col("flux"), F.col("y").cast("int").alias("y"))
+            _shards(run.spark, rows, nfiles).write.mode("overwrite").parquet(f"file://{target}")
     train_counts = np.array([counts.get(("train", i), 0) for i in range(len(CLASSES))], dtype=float)
     weights = {i: float(train_counts.sum() / (len(CLASSES) * c)) if c else 0.0 for i, c in enumerate(train_counts)}
     test = ts.filter(F.col("split") == "test").select("id", "flux", "y").toPandas()
     return {"n": n, "class_counts_train": train_counts.astype(int).tolist(), "class_weight": weights,
             "preprocess_ids": pids, "test": test}
+
+
+def _shards(spark, rows, nfiles: int):
+    """``rows`` (with a unique ``id``) as ``nfiles`` partitions, the same whatever order the training
+    set was written in: sorted by id, row ``i`` in partition ``i % nfiles`` (so they differ by at
+    most one row), in id order within each. Workers then read the same rows in the same order on
+    every run, which makes training reproducible."""
+    schema = rows.select("flux", "y").schema
+
+    def ordered(it):
+        return [r for _, (_, r) in sorted(it, key=lambda kv: kv[1][0])]
+
+    rdd = (rows.orderBy("id").select("flux", "y").rdd.zipWithIndex()
+           .map(lambda t: (t[1] % nfiles, (t[1], t[0]))).partitionBy(nfiles, lambda k: k).mapPartitions(ordered))
+    return spark.createDataFrame(rdd, schema)
 
 
 def run_train(spark, warehouse: str, config: dict[str, Any], arch: str | None = None, num_proc: int | None = None,
