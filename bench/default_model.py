@@ -131,23 +131,30 @@ def by_strength(df: pd.DataFrame) -> pd.DataFrame:
     return t[["strength_bin", "emitters", "recalled", "recall"]]
 
 
-def cool_dwarfs(model, real: Path = REAL) -> tuple[int, int]:
+def cool_dwarfs(model, real: Path = REAL) -> tuple[int, int, list[tuple[str, str, str, float]]]:
     """The real LAMOST K and M dwarfs (subclass K* or dM*, all with H-alpha in absorption) that
-    preprocess: how many, and how many the model calls absorption."""
+    preprocess: how many, how many the model calls absorption, and the others (file name,
+    subclass, predicted class, its probability)."""
     from spectraldl.io import read_spectrum
+    from spectraldl.models import CLASSES
     from spectraldl.preprocess import preprocess
-    vecs = []
+    vecs, names = [], []
     for p in sorted((real / "lamost").rglob("*.fits*")):
         if p.name.startswith("med-"):
             continue
         s = read_spectrum(p)
-        if (s.meta.get("lamost_subclass") or "").startswith(("dM", "K")):
+        sub = s.meta.get("lamost_subclass") or ""
+        if sub.startswith(("dM", "K")):
             try:
                 vecs.append(preprocess(s.wavelength, s.flux, s.good)[0])
             except Exception:
                 continue
-    pred = model.predict(np.stack(vecs), verbose=0).argmax(1)
-    return len(vecs), int((pred == 1).sum())
+            names.append((p.name, sub))
+    prob = model.predict(np.stack(vecs), verbose=0)
+    pred = prob.argmax(1)
+    flagged = [(n, sub, CLASSES[k], round(float(prob[i, k]), 3))
+               for i, ((n, sub), k) in enumerate(zip(names, pred)) if k != 1]
+    return len(vecs), int((pred == 1).sum()), flagged
 
 
 def _num(v, fmt: str) -> str:
@@ -192,7 +199,8 @@ def main() -> None:
     print(t.to_string(index=False))
     print(s.to_string(index=False))
     print("\n".join(markdown_external(ext) + markdown_by_type(t) + markdown_by_strength(s)))
-    print("real K and M dwarfs: %d, called absorption: %d" % cool_dwarfs(model))
+    n, n_abs, flagged = cool_dwarfs(model)
+    print(f"real K and M dwarfs: {n}, called absorption: {n_abs}; the others: {flagged}")
     if a.csv_dir:
         d = Path(a.csv_dir)
         d.mkdir(parents=True, exist_ok=True)
