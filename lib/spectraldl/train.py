@@ -2,7 +2,8 @@
 
 1. the ``trainset`` table's splits are written as Parquet under ``W/models/<version>/_data``
    (the training split in ``num_proc x files_per_worker`` files, so petastorm's row-group
-   sharding gives every worker rows);
+   sharding gives every worker rows; sorted by id and dealt round robin, so the same training set
+   gives the same shards and, with the workers' seeds and deterministic kernels, the same model);
 2. ``horovod.spark.run`` starts ``num_proc`` Spark tasks running
    :func:`spectraldl.hvd_worker.train_worker` with Gloo;
 3. the driver evaluates rank 0's model on the grouped validation and test splits
