@@ -32,7 +32,10 @@ def run_job(name: str, *argv: str) -> int:
 
 
 def summaries(wh: Path, job: str) -> list[dict]:
-    return [json.loads(Path(p).read_text()) for p in sorted(glob.glob(str(wh / "runs" / f"{job}-*.json")))]
+    """The run summaries of ``job``, oldest first (by start time: run ids of one second sort by
+    their random part)."""
+    runs = [json.loads(Path(p).read_text()) for p in glob.glob(str(wh / "runs" / f"{job}-*.json"))]
+    return sorted(runs, key=lambda s: s["started"])
 
 
 @pytest.fixture(scope="module")
