@@ -247,7 +247,7 @@ def _random_bytes(p: Path) -> None:
     _write(p, data)
 
 
-@kind("html_error_page", "not_fits")
+@kind("html_page", "not_fits")
 def _html(p: Path) -> None:
     """An HTTP error page saved under a .fits name (a failed download)."""
     _write(p, b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>\n"

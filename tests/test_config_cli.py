@@ -69,7 +69,7 @@ def test_run_exit_codes(caplog):
     assert e.value.code == 2
 
 
-def test_usage_errors_exit_2_and_bugs_exit_1_with_a_traceback(caplog, tmp_path):
+def test_usage_problems_exit_2_and_bugs_exit_1_with_a_traceback(caplog, tmp_path):
     from spectraldl.errors import UsageError
     from spectraldl.labels import read_labels
 
@@ -90,7 +90,7 @@ def test_usage_errors_exit_2_and_bugs_exit_1_with_a_traceback(caplog, tmp_path):
     assert issubclass(UsageError, ValueError)               # callers catching ValueError still work
 
 
-def test_wrapper_help_and_errors():
+def test_wrapper_help_and_refusals():
     out = subprocess.run([str(ROOT / "spark-submit.sh"), "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "setup" in out.stdout and "jobs:" in out.stdout
     bad = subprocess.run([str(ROOT / "spark-submit.sh"), "nosuchjob"], capture_output=True, text=True)

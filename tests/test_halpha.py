@@ -138,7 +138,7 @@ def test_ew_noise_free_exact():
         assert abs(r.ha_ew - band_truth(lines, R)) < tol, (name, r.ha_ew, band_truth(lines, R))
 
 
-def test_ew_against_truth_by_snr_and_error_calibration():
+def test_ew_against_truth_by_snr_and_uncertainty_calibration():
     """For each case and S/N, 200 noise realisations: the mean EW is unbiased (within 3 standard
     errors + 0.03 Å), the scatter of EW agrees with the mean ha_ew_err within 25 %, and 95 % of the
     realisations lie within the tolerance printed (p95 of |EW - truth|)."""

@@ -32,7 +32,7 @@ def synthetic(tmp_path_factory):
     return pd.DataFrame(rows)
 
 
-def test_ew_agrees_with_the_truth_within_its_error(synthetic):
+def test_ew_agrees_with_the_truth_within_its_uncertainty(synthetic):
     d = synthetic[synthetic["true_class"].isin(["absorption", "emission", "double_peak"])
                   & synthetic["ha_ew"].notna()]
     assert len(d) > 1000

@@ -58,7 +58,7 @@ def set_card(data: bytes, key: str, value: str) -> bytes:
     raise KeyError(key)
 
 
-def test_path_errors(tmp_path):
+def test_unreadable_paths(tmp_path):
     assert reason_of(tmp_path / "missing.fits") == "unreadable"
     (tmp_path / "dir.fits").mkdir()
     assert reason_of(tmp_path / "dir.fits") == "unreadable"
@@ -70,7 +70,7 @@ def test_path_errors(tmp_path):
     assert reason_of(tmp_path / "empty.fits") == "empty_file"
 
 
-def test_content_errors(sample):
+def test_bad_contents(sample):
     good = sample["dr1"]
     assert reason_of(b"<html><body>404 Not Found</body></html>", name="x.fits") == "not_fits"
     assert reason_of(good[:1000], name="x") == "truncated"       # inside the header
