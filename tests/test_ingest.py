@@ -62,24 +62,62 @@ def test_every_real_file_has_its_outcome(real_run):
     files = sorted(str(p) for p in LAMOST.rglob("*.fits*"))
     assert summary["seen"] == len(files) == 136  # 132 + the 4 DR10 spectra with nebular contamination
     assert summary["seen"] == summary["skipped"] + summary["ingested"] + summary["rejected"]
+    # files: 127 LRS + 6 MRS nights ingested; the dead fibre and the two cloudy MRS nights rejected
+    assert (summary["ingested"], summary["rejected"]) == (133, 3)
     assert set(spectra.index) | set(rejects.index) == set(files)
-    assert not set(spectra.index) & set(rejects.index)
     for f in files:
         name = os.path.basename(f)
         if name.startswith("med-"):
-            assert rejects.loc[f, "reason"] == "unsupported_format" and "lamost_mrs" in rejects.loc[f, "detail"]
-        elif name == DEAD_FIBRE:
+            continue  # every exposure: test_every_real_mrs_exposure_has_its_outcome
+        assert not (f in spectra.index and f in rejects.index)
+        if name == DEAD_FIBRE:
             assert rejects.loc[f, "reason"] == "no_signal" and "dead fibre" in rejects.loc[f, "detail"]
         else:
             assert f in spectra.index, rejects.loc[f].to_dict() if f in rejects.index else f
-    assert summary["rejected_by_reason"] == {"no_signal": 1, "unsupported_format": 8}
-    assert spectra["preprocess_id"].nunique() == 1 and spectra.index.is_unique
+    # spectra: 127 LRS + 31 MRS ingested; 1 dead fibre + 16 MRS exposures / co-adds of the cloudy nights
+    assert (summary["spectra"], summary["rejected_spectra"]) == (158, 17)
+    assert summary["rejected_by_reason"] == {"low_signal": 16, "no_signal": 1}
+    assert spectra["preprocess_id"].nunique() == 1
+    assert not spectra.set_index("exposure", append=True).index.duplicated().any()
     runs = json.loads(open(summary["summary_path"]).read())
-    assert runs["seen"] == 136 and runs["status"] == "ok"
+    assert runs["seen"] == 136 and runs["status"] == "ok" and runs["spectra"] == 158
+
+
+def test_every_real_mrs_exposure_has_its_outcome(real_run):
+    """Each red-arm table of the 8 real MRS files (COADD_R and every R-<LMJM>) is one row of
+    ``spectra`` or of ``rejects``; the two cloudy nights are ``low_signal`` throughout."""
+    from spectraldl.io import read_spectra
+
+    _, spectra, rejects = real_run
+    meds = sorted(str(p) for p in LAMOST.rglob("med-*"))
+    assert len(meds) == 8
+    n = 0
+    for f in meds:
+        tables = [name for name, _ in read_spectra(f)[1]]
+        ok = set(spectra.loc[[f]]["exposure"]) if f in spectra.index else set()
+        bad = rejects.loc[[f]] if f in rejects.index else rejects.iloc[0:0]
+        assert not ok & set(bad["exposure"]) and ok | set(bad["exposure"]) == set(tables), f
+        assert len(ok) + len(bad) == len(tables) and tables[0] == "COADD_R"
+        n += len(tables)
+        if "med-58268-" in f or "med-58269-" in f:   # clouds: almost no flux, only cosmic-ray spikes
+            assert not ok and set(bad["reason"]) == {"low_signal"}
+            assert all("median S/N" in d for d in bad["detail"])
+        else:
+            assert ok == set(tables), bad[["exposure", "reason"]].to_dict("records")
+            rows = spectra.loc[[f]]
+            assert (rows["file_format"] == "lamost_mrs").all() and rows["mjd"].between(58000, 59000).all()
+            single = rows[rows["exposure"] != "COADD_R"]
+            assert (single["n_cosmic"] >= 0).all() and single["n_cosmic"].sum() > 0
+            assert (rows.loc[rows["exposure"] == "COADD_R", "n_cosmic"] == 0).all()
+            # the night's exposures: 20-minute cadence (med-58649 skips one: 46 min)
+            t = single.sort_values("exposure")["mjd"].to_numpy() * 1440.0
+            assert ((np.diff(t) > 10) & (np.diff(t) < 60)).all(), np.diff(t)
+    assert n == 47
 
 
 def test_vectors_match_independent_computation(real_run):
     _, spectra, _ = real_run
+    spectra = spectra[spectra["exposure"] == ""]
     assert len(spectra) == 127
     worst = 0.0
     for path, row in spectra.iterrows():
@@ -89,6 +127,7 @@ def test_vectors_match_independent_computation(real_run):
     dr10 = spectra[spectra.file_format == "lamost_lrs_coadd"]
     assert len(dr10) == 29 and dr10["obsid"].notna().all()
     assert set(spectra["file_format"]) == {"lamost_lrs_dr1", "lamost_lrs_image", "lamost_lrs_coadd"}
+    assert spectra["n_cosmic"].isna().all() and spectra["mjd"].notna().all()
 
 
 def test_bt_cmi_emission_peak_survives(real_run):
@@ -114,15 +153,15 @@ def test_task_written_spectra_equal_spark_written(spark, real_run, tmp_path):
     wh = tmp_path / "wh-spark-writer"
     cfg = load_config("local", overrides=["ingest.paths_per_task=20", 'ingest.spectra_writer="spark"'])
     s = run_ingest(spark, str(LAMOST), str(wh), cfg)
-    assert {k: s[k] for k in ("seen", "ingested", "rejected", "rejected_by_reason")} == \
-           {k: summary[k] for k in ("seen", "ingested", "rejected", "rejected_by_reason")}
+    counts = ("seen", "ingested", "rejected", "spectra", "rejected_spectra", "rejected_by_reason", "cosmic_rays_masked")
+    assert {k: s[k] for k in counts} == {k: summary[k] for k in counts}
     task_wh = summary["inputs"]["warehouse"]
     for table in ("spectra", "rejects"):
         a = Warehouse(task_wh).read_table(spark, table)
         b = Warehouse(str(wh)).read_table(spark, table)
         assert a.schema == b.schema, table
-        assert_pyspark_df_equal(a.drop("ingest_run").orderBy("source_path"),
-                                b.drop("ingest_run").orderBy("source_path"))
+        assert_pyspark_df_equal(a.drop("ingest_run").orderBy("source_path", "exposure"),
+                                b.drop("ingest_run").orderBy("source_path", "exposure"))
     files = [f for d in Warehouse(task_wh).table_dirs("spectra")
              for f in os.listdir(os.path.join(task_wh, "spectra", d))]
     assert files and all(f.startswith("part-") and f.endswith(".parquet") for f in files)  # no leftovers
@@ -183,3 +222,26 @@ def test_output_files_use_every_core_only_for_big_tables():
     assert output_files(1_000_000, 2, 200, 200_000, 10_000) == 5  # rows_per_file caps a file
     assert output_files(30_000, 8, 2, 200_000, 10_000) == 2       # never more than the partitions
     assert output_files(0, 2, 2, 200_000, 10_000) == 1
+
+
+def test_real_mrs_exposures_ingested_like_the_star_lrs_spectrum(spark, real_run, config):
+    """The one star of the real MRS files (F5, LAMOST J192814.09+435530.8) was also observed by
+    the LRS: each good night's ingested vector (exposures and co-adds, blurred from R 7,500 to
+    1,800) correlates with that LRS vector at r >= 0.85 (median), and the default model scores no
+    MRS spectrum as emission, cosmic-ray hits (one on the H-alpha core of med-58625's R-84420171)
+    included."""
+    from spectraldl.score import run_score
+
+    summary, spectra, _ = real_run
+    lrs = np.asarray(spectra.loc[next(p for p in spectra.index if "spec-57287-KP193637N444141V03" in p), "flux"])
+    star = spectra[(spectra["file_format"] == "lamost_mrs") & ~spectra.index.str.contains("med-58408-")]
+    assert len(star) == 23  # 58270, 58625, 58644, 58646, 58649: 5 co-adds + 18 exposures
+    r = np.array([np.corrcoef(np.asarray(v), lrs)[0, 1] for v in star["flux"]])
+    assert np.median(r) >= 0.85 and r.min() >= 0.8, sorted(np.round(r, 3))
+    assert star.loc[star["exposure"] != "COADD_R", "n_cosmic"].sum() >= 40
+    s = run_score(spark, summary["inputs"]["warehouse"], config)
+    assert s["scored"] == 158
+    scores = Warehouse(summary["inputs"]["warehouse"]).read_table(spark, "scores").toPandas()
+    mrs = scores[scores["exposure"] != ""]
+    assert len(mrs) == 31 and (mrs["label"] == "absorption").all() and mrs["p_emission"].max() < 0.01
+    assert "R-84420171" in set(mrs["exposure"])

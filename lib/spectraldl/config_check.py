@@ -98,6 +98,8 @@ RULES: dict[str, Rule] = {
                                                "double_min_sep_fwhm", "filled_max_offset_kms", "nebular_band_fwhm",
                                                "nebular_cont_fwhm", "nebular_snr", "nebular_fwhm_factor",
                                                "line_sys_floor")},
+    "mrs.exposures": any_value(), "mrs.resolving_power": above(0.0), "mrs.target_resolving_power": above(0.0),
+    "mrs.min_snr": at_least(0.0), "mrs.cosmic_nsigma": above(0.0),
     "warehouse.filesystem": one_of("auto", "hadoop"), "warehouse.retention_hours": at_least(0.0),
     "logging.level": one_of("DEBUG", "INFO", "WARNING", "ERROR"), "logging.progress_seconds": above(0.0),
     "adapt.air_to_vacuum": any_value(), "adapt.blur": any_value(), "adapt.r_source": above(0.0),
@@ -111,7 +113,8 @@ RULES: dict[str, Rule] = {
     "synth.ondrejov_spectra_per_star": at_least(1.0), "synth.emission_fraction": FRACTION,
     "synth.double_peak_fraction": FRACTION, "synth.galaxy_fraction": FRACTION, "synth.qso_fraction": FRACTION,
     "synth.dead_fibre_fraction": FRACTION, "synth.gzip_fraction": FRACTION, "synth.gzip_misnamed_fraction": FRACTION,
-    "synth.gzip_level": between(0, 9), "synth.ivar_zero_on_emission": FRACTION, "synth.ivar_zero_peak": above(0.0),
+    "synth.gzip_level": between(0, 9), "synth.mrs_fraction": FRACTION,
+    "synth.mrs_dr9_fraction": FRACTION, "synth.ivar_zero_on_emission": FRACTION, "synth.ivar_zero_peak": above(0.0),
     "synth.nebular_plate_fraction": FRACTION, "synth.nebular_strength": above(0.0),
     "synth.lamost_resolution": above(0.0), "synth.ondrejov_resolution": above(0.0),
     "synth.ondrejov_iraf_fraction": FRACTION, "synth.ondrejov_pylon_fraction": FRACTION,
@@ -150,6 +153,10 @@ def _cross_checks(cfg: dict[str, Any]) -> Iterator[tuple[str, Any, str]]:
     a = cfg["adapt"]
     if a["blur"] and a["sigma_px"] == 0 and a["r_source"] <= a["r_target"]:
         yield "adapt.r_source", a["r_source"], f"> adapt.r_target ({a['r_target']}) to derive a blur kernel"
+    m = cfg["mrs"]
+    if m["resolving_power"] <= m["target_resolving_power"]:
+        yield ("mrs.resolving_power", m["resolving_power"],
+               f"> mrs.target_resolving_power ({m['target_resolving_power']}) to derive a blur kernel")
     try:  # the measurement bands' order and reach, as the measurement itself checks them
         from .halpha import HalphaSettings
         HalphaSettings.from_config(cfg["measure"])

@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import CountMismatch, UsageError
@@ -37,32 +37,39 @@ from .warehouse import LocalFS, Warehouse, move_dirs
 
 log = logging.getLogger(__name__)
 
+#: What identifies one spectrum in ``spectra``, ``rejects`` and ``scores``: the file and, for an
+#: MRS file, the HDU (``COADD_R``, ``R-<LMJM>``; empty for a one-spectrum file).
+SPECTRUM_KEY = ["source_path", "exposure"]
 SPECTRA_COLUMNS = [
-    "source_path", "file_size", "file_mtime", "obsid", "designation", "ra", "dec", "lamost_class",
+    "source_path", "exposure", "mjd", "n_cosmic", "file_size", "file_mtime", "obsid", "designation", "ra", "dec", "lamost_class",
     "lamost_subclass", "z", "snr_g", "snr_r", "data_release", "date_obs", "file_format", "flux",
     "valid_fraction", "preprocess_id", "ingest_run", *HALPHA_COLUMNS,
 ]
-REJECTS_COLUMNS = ["source_path", "reason", "detail", "ingest_run", "file_size", "file_mtime"]
+REJECTS_COLUMNS = ["source_path", "exposure", "reason", "detail", "ingest_run", "file_size", "file_mtime"]
 SPECTRA_SCHEMA = (
-    "source_path string, file_size long, file_mtime timestamp, obsid long, designation string, "
+    "source_path string, exposure string, mjd double, n_cosmic int, file_size long, file_mtime timestamp, obsid long, designation string, "
     "ra double, dec double, lamost_class string, lamost_subclass string, z double, snr_g double, "
     "snr_r double, data_release string, date_obs string, file_format string, flux array<float>, "
     "valid_fraction float, preprocess_id string, ingest_run string"
     + "".join(f", {name} {kind}" for name, kind in HALPHA_COLUMNS.items())
 )
-REJECTS_SCHEMA = ("source_path string, reason string, detail string, ingest_run string, "
+REJECTS_SCHEMA = ("source_path string, exposure string, reason string, detail string, ingest_run string, "
                   "file_size long, file_mtime timestamp")
 
 
 def _known(spark, wh: Warehouse, manifest: dict[str, Any] | None = None):
-    """Every path in ``spectra`` and ``rejects`` (of ``manifest``, default the newest) with its
-    size, mtime and outcome."""
+    """Every file in ``spectra`` and ``rejects`` (of ``manifest``, default the newest) with its
+    size, mtime and outcome: ``ok`` when it gave at least one spectrum (an MRS file whose other
+    exposures were rejected included), ``rejected`` when every row of it is a reject."""
     from pyspark.sql import functions as F
     spectra = wh.read_table(spark, "spectra", SPECTRA_SCHEMA, manifest)
     rejects = wh.read_table(spark, "rejects", REJECTS_SCHEMA, manifest)
-    return (spectra.select("source_path", "file_size", "file_mtime", F.lit("ok").alias("known_outcome"))
+    rows = (spectra.select("source_path", "file_size", "file_mtime", F.lit("ok").alias("known_outcome"))
             .unionByName(rejects.select("source_path", "file_size", "file_mtime",
                                         F.lit("rejected").alias("known_outcome"))))
+    return rows.groupBy("source_path").agg(F.first("file_size").alias("file_size"),
+                                            F.first("file_mtime").alias("file_mtime"),
+                                            F.min("known_outcome").alias("known_outcome"))  # "ok" < "rejected"
 
 
 def classify(listing, known):
@@ -118,13 +125,40 @@ def _by_reason(pairs) -> dict[str, int]:
     return out
 
 
+@dataclass
+class ParseCounts:
+    """What the parse of the new and changed files gave.
+
+    Files: ``ingested`` gave at least one ``spectra`` row, ``rejected`` none (so ``seen ==
+    skipped + ingested + rejected``). Spectra: ``spectra`` rows written and ``rejected_spectra``
+    rows written to ``rejects`` (a file that cannot be read is one; an MRS file's ``low_signal``
+    exposures one each), ``by_reason`` counting those rows; ``cosmic`` hits masked in the
+    ingested MRS exposures; ``written`` the tables staged.
+    """
+
+    ingested: int = 0
+    rejected: int = 0
+    spectra: int = 0
+    rejected_spectra: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    cosmic: int = 0
+    written: list[str] = field(default_factory=list)
+
+
+def _rejected_files(df) -> int:
+    """Files among the ``rejected`` rows of ``df`` that gave no spectrum (``path_ok`` false),
+    each counted once whatever its rows' reasons."""
+    from pyspark.sql import functions as F
+    return df.filter(~F.col("path_ok")).select("source_path").distinct().count()
+
+
 def _parse_tasks_write(wh: Warehouse, work, opts: ParseOptions, run_id: str, staging: str,
-                       nparts: int, par: int, ing: dict[str, Any], summary: dict[str, Any], t_parse: float):
+                       nparts: int, par: int, ing: dict[str, Any], summary: dict[str, Any], t_parse: float
+                       ) -> ParseCounts:
     """Parse in tasks that write the spectra files themselves; Spark writes the (small) rejects.
 
-    Returns ``(ingested, rejected, by_reason, tables written)``. The files found in the staging
-    directory must be exactly those the successful task attempts reported, with the rows their
-    footers say: anything else stops the run before it commits.
+    The files found in the staging directory must be exactly those the successful task attempts
+    reported, with the rows their footers say: anything else stops the run before it commits.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -137,18 +171,22 @@ def _parse_tasks_write(wh: Warehouse, work, opts: ParseOptions, run_id: str, sta
     out = (work.mapInArrow(lambda it: parse_and_write_batches(it, opts, sink, out_schema),
                            TASK_OUTPUT_SCHEMA)
            .persist(StorageLevel.MEMORY_AND_DISK))
-    files, reasons = {}, []
+    files, reasons, c = {}, [], ParseCounts()
     file_col = F.when(F.col("kind") == "file", F.col("source_path")).alias("file")
-    for r in out.groupBy("kind", "reason", file_col).agg(F.count(F.lit(1)).alias("n"),
-                                                         F.sum("rows").alias("rows")).collect():
+    for r in out.groupBy("kind", "reason", file_col).agg(
+            F.count(F.lit(1)).alias("n"), F.sum("rows").alias("rows"), F.sum("paths").alias("paths"),
+            F.sum("cosmic").alias("cosmic")).collect():
         if r["kind"] == "file":
             files[os.path.basename(r["file"])] = r["rows"]
+            c.ingested += r["paths"]
+            c.cosmic += r["cosmic"]
         else:
             reasons.append((r["reason"], r["n"]))
-    ingested, by_reason = sum(files.values()), _by_reason(reasons)
-    rejected = sum(by_reason.values())
+    c.spectra, c.by_reason = sum(files.values()), _by_reason(reasons)
+    c.rejected_spectra = sum(c.by_reason.values())
+    rejected_rows = out.filter(F.col("kind") == "rejected")
+    c.rejected = _rejected_files(rejected_rows) if reasons else 0
     summary["parse_seconds"] = round(time.time() - t_parse, 3)  # spectra files written by now
-    written = []
     if files:
         found = set(os.listdir(sink.directory))
         for name in found - set(files):  # hidden leftovers of failed attempts
@@ -159,20 +197,20 @@ def _parse_tasks_write(wh: Warehouse, work, opts: ParseOptions, run_id: str, sta
         if missing or wrong:
             raise CountMismatch(f"staged spectra files disagree with the tasks: missing {missing}, "
                                 f"(rows in file, rows reported) {wrong}")
-        written.append("spectra")
-    if rejected:
-        (out.filter(F.col("kind") == "rejected").withColumn("ingest_run", F.lit(run_id)).select(*REJECTS_COLUMNS)
-         .coalesce(output_files(rejected, par, nparts, ing["rows_per_file"], ing["min_rows_per_file"]))
+        c.written.append("spectra")
+    if c.rejected_spectra:
+        (rejected_rows.withColumn("ingest_run", F.lit(run_id)).select(*REJECTS_COLUMNS)
+         .coalesce(output_files(c.rejected_spectra, par, nparts, ing["rows_per_file"], ing["min_rows_per_file"]))
          .write.parquet(wh.uri("_staging", run_id, "rejects")))
-        written.append("rejects")
+        c.written.append("rejects")
     out.unpersist()
-    return ingested, rejected, by_reason, written
+    return c
 
 
 def _parse_spark_writes(wh: Warehouse, work, opts: ParseOptions, run_id: str, staging: str, nparts: int,
-                        par: int, ing: dict[str, Any], summary: dict[str, Any], t_parse: float):
+                        par: int, ing: dict[str, Any], summary: dict[str, Any], t_parse: float) -> ParseCounts:
     """Parse in tasks that hand the rows back to Spark, which writes both tables (any Hadoop
-    file system). Returns ``(ingested, rejected, by_reason, tables written)``."""
+    file system)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -180,22 +218,28 @@ def _parse_spark_writes(wh: Warehouse, work, opts: ParseOptions, run_id: str, st
     parsed = (work.mapInArrow(lambda it: parse_batches(it, opts, out_schema), PARSED_SCHEMA)
               .withColumn("ingest_run", F.lit(run_id))
               .persist(StorageLevel.DISK_ONLY))  # parsed once, written to two tables
-    counts = [(r["outcome"], r["reason"], r["count"]) for r in parsed.groupBy("outcome", "reason").count().collect()]
-    ingested = sum(n for outcome, _, n in counts if outcome == "ok")
-    by_reason = _by_reason((reason, n) for outcome, reason, n in counts if outcome != "ok")
-    rejected = sum(by_reason.values())
+    c = ParseCounts()
+    counts = [(r["outcome"], r["reason"], r["count"], r["cosmic"]) for r in
+              parsed.groupBy("outcome", "reason").agg(F.count(F.lit(1)).alias("count"),
+                                                      F.sum("n_cosmic").alias("cosmic")).collect()]
+    c.spectra = sum(n for outcome, _, n, _ in counts if outcome == "ok")
+    c.cosmic = int(sum(k or 0 for outcome, _, _, k in counts if outcome == "ok"))
+    c.by_reason = _by_reason((reason, n) for outcome, reason, n, _ in counts if outcome != "ok")
+    c.rejected_spectra = sum(c.by_reason.values())
+    per_file = parsed.groupBy("source_path").agg(F.max((F.col("outcome") == "ok").cast("int")).alias("ok"))
+    c.ingested = per_file.filter(F.col("ok") == 1).count() if c.spectra else 0
+    c.rejected = per_file.filter(F.col("ok") == 0).count() if c.rejected_spectra else 0
     summary["parse_seconds"] = round(time.time() - t_parse, 3)
-    written = []
-    for table, outcome, cols, n in (("spectra", "ok", SPECTRA_COLUMNS, ingested),
-                                    ("rejects", "rejected", REJECTS_COLUMNS, rejected)):
+    for table, outcome, cols, n in (("spectra", "ok", SPECTRA_COLUMNS, c.spectra),
+                                    ("rejects", "rejected", REJECTS_COLUMNS, c.rejected_spectra)):
         if n == 0:
             continue
         (parsed.filter(F.col("outcome") == outcome).select(*cols)
          .coalesce(output_files(n, par, nparts, ing["rows_per_file"], ing["min_rows_per_file"]))
          .write.parquet(wh.uri("_staging", run_id, table)))
-        written.append(table)
+        c.written.append(table)
     parsed.unpersist()
-    return ingested, rejected, by_reason, written
+    return c
 
 
 def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_rejects: bool = False,
@@ -215,24 +259,27 @@ def run_ingest(spark, src: str, warehouse: str, config: dict[str, Any], retry_re
         j, by_status, gone, todo_status = _classify_input(run, src, retry_rejects)
         n_todo = sum(by_status.get(s, 0) for s in todo_status)
         seen = sum(by_status.values())
-        ingested, rejected, by_reason, written = 0, 0, {}, []
+        c = ParseCounts()
         if n_todo:
             work = j.filter(F.col("status").isin(todo_status)).select("source_path", "file_size", "file_mtime")
-            ingested, rejected, by_reason, written = _parse(run, work, n_todo, opts)
+            c = _parse(run, work, n_todo, opts)
         else:
             run.nothing_to_do(f"no new or changed files among {seen} seen")
         skipped = seen - n_todo
-        run.summary.update(seen=seen, skipped=skipped, ingested=ingested, rejected=rejected,
-                           rejected_by_reason=dict(sorted(by_reason.items())), gone=gone,
+        run.summary.update(seen=seen, skipped=skipped, ingested=c.ingested, rejected=c.rejected,
+                           spectra=c.spectra, rejected_spectra=c.rejected_spectra, cosmic_rays_masked=c.cosmic,
+                           rejected_by_reason=dict(sorted(c.by_reason.items())), gone=gone,
                            new=by_status.get("new", 0), changed=by_status.get("changed", 0))
-        if seen != skipped + ingested + rejected:
-            raise CountMismatch(f"seen {seen} != skipped {skipped} + ingested {ingested} + rejected {rejected}")
+        if seen != skipped + c.ingested + c.rejected:
+            raise CountMismatch(f"seen {seen} != skipped {skipped} + ingested {c.ingested} + rejected {c.rejected}")
+        if c.rejected_spectra < c.rejected:
+            raise CountMismatch(f"{c.rejected} files rejected but {c.rejected_spectra} reject rows")
         if fail_after == "staged":
             raise RuntimeError("fail_after=staged (test)")
         superseded = ["changed", "unchanged_rejected"] if retry_rejects else ["changed"]
         n_superseded = sum(by_status.get(s, 0) for s in superseded)
         tables, moves = _replace_superseded(run, j.filter(F.col("status").isin(superseded)), n_superseded)
-        for table in written:
+        for table in c.written:
             moves.append((f"{run.staging}/{table}", run.wh.path(table, f"run-{run.run_id}")))
             tables[table] = tables[table] + [f"run-{run.run_id}"]
         run.summary["replaced"] = n_superseded
@@ -264,8 +311,8 @@ def _classify_input(run: JobRun, src: str, retry_rejects: bool):
     return j, by_status, gone, todo
 
 
-def _parse(run: JobRun, work, n_todo: int, opts: ParseOptions):
-    """Parse ``n_todo`` files in tasks: ``(ingested, rejected, by_reason, tables staged)``."""
+def _parse(run: JobRun, work, n_todo: int, opts: ParseOptions) -> ParseCounts:
+    """Parse ``n_todo`` files in tasks and stage their rows."""
     ing = run.config["ingest"]
     par = run.spark.sparkContext.defaultParallelism
     nparts = task_count(n_todo, ing["paths_per_task"], par)
@@ -273,12 +320,13 @@ def _parse(run: JobRun, work, n_todo: int, opts: ParseOptions):
     t_parse = time.time()
     work = work.repartition(nparts)
     writer = _parse_tasks_write if tasks_write_spectra(run.wh, ing) else _parse_spark_writes
-    res = writer(run.wh, work, opts, run.run_id, run.staging, nparts, par, ing, run.summary, t_parse)
+    c = writer(run.wh, work, opts, run.run_id, run.staging, nparts, par, ing, run.summary, t_parse)
     elapsed = time.time() - t_parse
     run.summary["write_seconds"] = round(elapsed - run.summary["parse_seconds"], 3)
-    log.info("ingest %s: parsed and wrote %d files in %.1f s (%.0f files/s): ingested %d, rejected %d",
-             run.run_id, n_todo, elapsed, n_todo / max(elapsed, 1e-9), res[0], res[1])
-    return res
+    log.info("ingest %s: parsed and wrote %d files in %.1f s (%.0f files/s): ingested %d, rejected %d; "
+             "%d spectra, %d rejected", run.run_id, n_todo, elapsed, n_todo / max(elapsed, 1e-9), c.ingested,
+             c.rejected, c.spectra, c.rejected_spectra)
+    return c
 
 
 def _replace_superseded(run: JobRun, superseded, n: int):
@@ -303,10 +351,16 @@ def _replace_superseded(run: JobRun, superseded, n: int):
 
 
 def summary_line(s: dict[str, Any]) -> str:
-    """The job's last log line."""
+    """The job's last log line: the files' and the spectra's counts, each adding up."""
     reasons = ", ".join(f"{k} {v}" for k, v in s.get("rejected_by_reason", {}).items()) or "none"
     rate = s["seen"] / s["seconds"] if s.get("seconds") else 0.0
-    return (f"ingest {s['run_id']}: seen {s['seen']} = skipped {s['skipped']} + ingested {s['ingested']} + "
-            f"rejected {s['rejected']} ({reasons}); replaced {s['replaced']}, gone {s['gone']}; "
+    spectra = ""
+    if s.get("spectra") is not None:
+        spectra = (f"spectra {s['spectra'] + s['rejected_spectra']} = ingested {s['spectra']} + rejected "
+                   f"{s['rejected_spectra']} ({reasons})"
+                   + (f", {s['cosmic_rays_masked']} cosmic-ray hits masked" if s.get("cosmic_rays_masked") else "")
+                   + "; ")
+    return (f"ingest {s['run_id']}: files seen {s['seen']} = skipped {s['skipped']} + ingested {s['ingested']} + "
+            f"rejected {s['rejected']}; {spectra}replaced {s['replaced']}, gone {s['gone']}; "
             + (f"nothing to do ({s['nothing_to_do']}); " if s.get("nothing_to_do") else "")
             + f"{s['seconds']:.1f} s, {rate:.0f} files/s")

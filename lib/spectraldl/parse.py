@@ -1,8 +1,15 @@
-"""One file in, one row out: read, check the format, preprocess (pure Python, runs in Spark tasks).
+"""One file in, its rows out: read, check the format, preprocess, measure (pure Python, runs in Spark tasks).
 
-:func:`parse_file` never raises for a bad file: it returns a row whose ``outcome`` is ``ok`` (with
-the vector and metadata) or ``rejected`` (with a reason code and a detail naming the cause). That
-is what lets the ingest job promise ``seen == skipped + ingested + rejected``.
+:func:`parse_path` never raises for a bad file: it returns one row per spectrum the file holds
+(one for an LRS file; ``COADD_R`` and each red-arm exposure of an MRS file, keyed by ``exposure``),
+each with ``outcome`` ``ok`` (the vector, metadata and H-alpha measurements) or ``rejected`` (a
+reason code and a detail naming the cause); a file that cannot be read at all is one rejected row
+with an empty ``exposure``. That is what lets the ingest job promise ``seen == skipped + ingested +
+rejected`` for files and ``spectra read == ingested + rejected`` for spectra.
+
+MRS exposures (:mod:`spectraldl.io.mrs_quality`): the night's cosmic rays are masked, exposures
+without usable signal are rejected as ``low_signal``, the H-alpha measurements are made at the MRS
+resolution on the cleaned spectrum, and the vector is made after a blur to the LRS resolution.
 """
 from __future__ import annotations
 
@@ -14,8 +21,10 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from .halpha import DEFAULT_SETTINGS as DEFAULT_MEASURE
-from .halpha import HALPHA_COLUMNS, HalphaSettings, measure_spectrum
-from .io import FORMAT_SURVEY, Limits, SpectrumError, read_spectrum
+from .halpha import HALPHA_COLUMNS, HalphaSettings, measure_halpha, measure_spectrum
+from .io import FORMAT_SURVEY, Limits, Spectrum, SpectrumError, read_spectra
+from .io.meta import date_to_mjd
+from .io.mrs_quality import MrsSettings, clean_night, mrs_vector
 from .preprocess import PreprocessSettings, preprocess
 from .sources import read_source_bytes
 from .worker import prepare_worker
@@ -25,7 +34,7 @@ if TYPE_CHECKING:  # imported where used: pyarrow is not needed to read files
 
 #: Columns of the staging output (spectra and rejects columns together, plus ``outcome``).
 PARSED_SCHEMA = (
-    "outcome string, source_path string, file_size long, file_mtime timestamp, obsid long, "
+    "outcome string, source_path string, exposure string, mjd double, n_cosmic int, file_size long, file_mtime timestamp, obsid long, "
     "designation string, ra double, dec double, lamost_class string, lamost_subclass string, "
     "z double, snr_g double, snr_r double, data_release string, date_obs string, "
     "file_format string, flux array<float>, valid_fraction float, preprocess_id string, "
@@ -66,6 +75,7 @@ class ParseOptions:
     accept_formats: tuple[str, ...]
     limits: Limits
     measure: HalphaSettings = DEFAULT_MEASURE
+    mrs: MrsSettings = MrsSettings()
     preprocess_id: str = field(init=False)  # the settings' fingerprint, computed once
 
     def __post_init__(self) -> None:
@@ -77,7 +87,7 @@ class ParseOptions:
         return cls(PreprocessSettings.from_config(config["preprocess"]),
                    tuple(config["ingest"]["accept_formats"]),
                    Limits(io["max_bytes"], io["max_header_cards"], io["max_hdus"]),
-                   HalphaSettings.from_config(config["measure"]))
+                   HalphaSettings.from_config(config["measure"]), MrsSettings.from_config(config["mrs"]))
 
 
 def _clean(v: Any) -> Any:
@@ -86,29 +96,97 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def parse_file(path: str, opts: ParseOptions) -> dict[str, Any]:
-    """Read, preprocess and measure one file; a failure becomes a ``rejected`` row with its reason.
+def parse_path(path: str, opts: ParseOptions) -> list[dict[str, Any]]:
+    """Every row of one file (see the module's docstring); a failure becomes a ``rejected`` row.
 
-    The H-alpha measurements (:mod:`spectraldl.halpha`) are made on the spectrum in its own
-    wavelengths, before any resampling; one that cannot be made is null with ``ha_flag`` saying
-    why, never a reject."""
-    row: dict[str, Any] = {"source_path": path}
+    The H-alpha measurements (:mod:`spectraldl.halpha`) are made on each spectrum in its own
+    wavelengths, before any resampling or blur; one that cannot be made is null with ``ha_flag``
+    saying why, never a reject."""
     try:
-        spec = read_spectrum(read_source_bytes(path, opts.limits), name=path, limits=opts.limits)
-        if spec.format not in opts.accept_formats:
-            survey = FORMAT_SURVEY.get(spec.format, "?")
+        fmt, entries = read_spectra(read_source_bytes(path, opts.limits), name=path, limits=opts.limits)
+        if fmt not in opts.accept_formats:
+            survey = FORMAT_SURVEY.get(fmt, "?")
             raise SpectrumError("unsupported_format", path,
-                                f"{spec.format} ({survey}) is not ingested; ingest.accept_formats = "
+                                f"{fmt} ({survey}) is not ingested; ingest.accept_formats = "
                                 f"{list(opts.accept_formats)}")
+    except SpectrumError as exc:
+        return [_rejected(path, "", exc)]
+    if fmt == "lamost_mrs":
+        return _mrs_rows(path, entries, opts)
+    spec = entries[0][1]
+    try:
         vec, frac = preprocess(spec.wavelength, spec.flux, None, opts.settings, name=path, andmask=spec.andmask)
     except SpectrumError as exc:
-        row.update(outcome="rejected", reason=exc.reason, detail=str(exc))
-        return row
-    row.update({k: _clean(spec.meta.get(k)) for k in _META})
-    row.update(outcome="ok", file_format=spec.format, flux=vec, valid_fraction=np.float32(frac),
-               preprocess_id=opts.preprocess_id)
+        return [_rejected(path, "", exc)]
+    row = _ok_row(path, "", spec, vec, frac, opts)
+    row["mjd"] = _clean(date_to_mjd(spec.meta.get("date_obs")) or _float(spec.meta.get("mjd")))
     row.update(measure_spectrum(spec, settings=opts.measure).as_row())
+    return [row]
+
+
+def parse_file(path: str, opts: ParseOptions) -> dict[str, Any]:
+    """The first row of :func:`parse_path`: a one-spectrum file's row (an MRS file's ``COADD_R``)."""
+    return parse_path(path, opts)[0]
+
+
+def _float(v: Any) -> float | None:
+    return None if v is None or isinstance(v, bool) else float(v)
+
+
+def _rejected(path: str, exposure: str, exc: SpectrumError, **extra: Any) -> dict[str, Any]:
+    return {"source_path": path, "exposure": exposure, "outcome": "rejected", "reason": exc.reason,
+            "detail": str(exc.with_name(path) if exposure == "" else SpectrumError(exc.reason, f"{path}[{exposure}]", exc.detail)),
+            **extra}
+
+
+def _ok_row(path: str, exposure: str, spec: Spectrum, vec: np.ndarray, frac: float, opts: ParseOptions
+            ) -> dict[str, Any]:
+    row: dict[str, Any] = {k: _clean(spec.meta.get(k)) for k in _META}
+    row.update(source_path=path, exposure=exposure, outcome="ok", file_format=spec.format, flux=vec,
+               valid_fraction=np.float32(frac), preprocess_id=opts.preprocess_id)
     return row
+
+
+def _mrs_rows(path: str, entries: list[tuple[str, Any]], opts: ParseOptions) -> list[dict[str, Any]]:
+    """The rows of one MRS file (one night of one fibre): ``COADD_R`` and, with
+    ``mrs.exposures``, every ``R-<LMJM>`` exposure.
+
+    Per :func:`~spectraldl.io.mrs_quality.clean_night`: cosmic-ray hits are masked (``n_cosmic``
+    counts them), a spectrum below ``mrs.min_snr`` is rejected as ``low_signal``; the others are
+    measured at the MRS resolution on their cleaned pixels and blurred to the LRS resolution
+    before the default preprocessing."""
+    m = opts.mrs
+    if not m.exposures:
+        entries = [e for e in entries if e[0] == "COADD_R"]
+    rows: dict[str, dict[str, Any]] = {}
+    readable = []
+    for name, spec in entries:
+        if isinstance(spec, SpectrumError):
+            rows[name] = _rejected(path, name, spec)
+        else:
+            readable.append((name, spec))
+    cleaned = clean_night(readable, min_snr=m.min_snr, resolving_power=m.resolving_power, nsigma=m.cosmic_nsigma)
+    for ce in cleaned:
+        spec, name = ce.spectrum, ce.exposure
+        timing = {"mjd": _clean(spec.meta.get("mjd")), "n_cosmic": ce.n_cosmic}
+        if ce.low_signal:
+            rows[name] = _rejected(path, name, SpectrumError(
+                "low_signal", path, f"median S/N {ce.snr:.2f} per pixel in 6500-6760 Å < mrs.min_snr {m.min_snr:g}"),
+                **timing)
+            continue
+        try:
+            vec, frac = mrs_vector(spec.wavelength, spec.flux, ce.good, r_from=m.resolving_power,
+                                   r_to=m.target_resolving_power, settings=opts.settings, name=path)
+        except SpectrumError as exc:
+            rows[name] = _rejected(path, name, exc, **timing)
+            continue
+        row = _ok_row(path, name, spec, vec, frac, opts)
+        row.update(timing)
+        mask = np.where(ce.good, 0, 1).astype(np.int16)  # cosmic rays and zero-flux pixels are not good
+        row.update(measure_halpha(spec.wavelength, spec.flux, spec.ivar, mask, resolving_power=m.resolving_power,
+                                  settings=opts.measure).as_row())
+        rows[name] = row
+    return [rows[name] for name, _ in entries]
 
 
 def arrow_schema(ddl: str):
@@ -135,19 +213,29 @@ def _list_array(vectors: list[np.ndarray | None], type_) -> "pa.Array":
 _LISTING_COLUMNS = ("source_path", "file_size", "file_mtime")
 
 
-def _parse_rows(batch: "pa.RecordBatch", opts: ParseOptions) -> list[dict[str, Any]]:
-    """:func:`parse_file` of every path of a listing batch."""
+def _parse_rows(batch: "pa.RecordBatch", opts: ParseOptions) -> tuple[list[dict[str, Any]], list[int]]:
+    """:func:`parse_path` of every path of a listing batch: the rows, and for each row the index
+    of its path in the batch."""
     _maybe_inject_fault()
-    return [parse_file(p, opts) for p in batch.column("source_path").to_pylist()]
+    rows: list[dict[str, Any]] = []
+    src: list[int] = []
+    for i, p in enumerate(batch.column("source_path").to_pylist()):
+        got = parse_path(p, opts)
+        rows += got
+        src += [i] * len(got)
+    return rows, src
 
 
-def _rows_batch(rows: list[dict[str, Any]], listing: "pa.RecordBatch", schema: "pa.Schema",
+def _rows_batch(rows: list[dict[str, Any]], src: list[int], listing: "pa.RecordBatch", schema: "pa.Schema",
                 take: list[int] | None = None, constants: dict[str, Any] | None = None) -> "pa.RecordBatch":
     """An Arrow batch with ``schema`` of ``rows`` (only those at ``take``, if given): listing
-    columns come from the input batch, ``flux`` is packed into one buffer, ``constants`` fill a
-    column with one value, and the other columns come from the row dicts."""
+    columns come from the input batch (row ``i`` from its path's listing row ``src[i]``), ``flux``
+    is packed into one buffer, ``constants`` fill a column with one value, and the other columns
+    come from the row dicts."""
     import pyarrow as pa
-    picked = rows if take is None else [rows[i] for i in take]
+    idx = list(range(len(rows))) if take is None else take
+    picked = [rows[i] for i in idx]
+    listing_rows = pa.array([src[i] for i in idx], pa.int32())
     n = len(picked)
     arrays = []
     for fld in schema:
@@ -155,8 +243,7 @@ def _rows_batch(rows: list[dict[str, Any]], listing: "pa.RecordBatch", schema: "
         if constants and name in constants:
             arrays.append(pa.array([constants[name]] * n, type=fld.type))
         elif name in _LISTING_COLUMNS:
-            col = listing.column(name) if take is None else listing.column(name).take(pa.array(take, pa.int32()))
-            arrays.append(col.cast(fld.type))
+            arrays.append(listing.column(name).take(listing_rows).cast(fld.type))
         elif name == "flux":
             arrays.append(_list_array([r.get("flux") for r in picked], fld.type))
         else:
@@ -175,14 +262,17 @@ def parse_batches(batches: Iterator["pa.RecordBatch"], opts: ParseOptions, schem
     """
     prepare_worker()
     for batch in batches:
-        yield _rows_batch(_parse_rows(batch, opts), batch, schema)
+        rows, src = _parse_rows(batch, opts)
+        yield _rows_batch(rows, src, batch, schema)
 
 
-#: What :func:`parse_and_write_batches` gives back to Spark: every rejected file as a row
-#: (``kind = "rejected"``, written to ``rejects`` by Spark) and one row per Parquet file of
-#: spectra the task wrote itself (``kind = "file"``, its path in ``source_path``, ``rows`` rows).
-TASK_OUTPUT_SCHEMA = ("kind string, source_path string, file_size long, file_mtime timestamp, "
-                      "reason string, detail string, rows long")
+#: What :func:`parse_and_write_batches` gives back to Spark: every rejected spectrum as a row
+#: (``kind = "rejected"``, written to ``rejects`` by Spark; ``path_ok``: its file gave other,
+#: ingested spectra) and one row per Parquet file of spectra the task wrote itself (``kind =
+#: "file"``, its path in ``source_path``, ``rows`` rows from ``paths`` files, ``cosmic`` cosmic-ray
+#: hits masked in them).
+TASK_OUTPUT_SCHEMA = ("kind string, source_path string, exposure string, file_size long, file_mtime timestamp, "
+                      "reason string, detail string, path_ok boolean, rows long, paths long, cosmic long")
 
 
 @dataclass(frozen=True)
@@ -217,30 +307,34 @@ def parse_and_write_batches(batches: Iterator["pa.RecordBatch"], opts: ParseOpti
     part, attempt = (ctx.partitionId(), ctx.attemptNumber()) if ctx is not None else (0, 0)
     final = os.path.join(sink.directory, f"part-{part:05d}.parquet")
     tmp = os.path.join(sink.directory, f".part-{part:05d}.attempt-{attempt}.tmp")
-    writer, nrows = None, 0
+    writer, nrows, npaths, ncosmic = None, 0, 0, 0
     try:
         for batch in batches:
-            rows = _parse_rows(batch, opts)
+            rows, src = _parse_rows(batch, opts)
             ok = [i for i, r in enumerate(rows) if r["outcome"] == "ok"]
+            ok_paths = {src[i] for i in ok}
             if ok:
                 if writer is None:
                     os.makedirs(sink.directory, exist_ok=True)
                     meta = {b"org.apache.spark.sql.parquet.row.metadata": sink.spark_schema_json.encode()}
                     writer = pq.ParquetWriter(tmp, sink.schema.with_metadata(meta), compression="snappy",
                                               use_compliant_nested_type=True)
-                writer.write_batch(_rows_batch(rows, batch, sink.schema, ok, {"ingest_run": sink.run_id}))
-                nrows += len(ok)
+                writer.write_batch(_rows_batch(rows, src, batch, sink.schema, ok, {"ingest_run": sink.run_id}))
+                nrows, npaths = nrows + len(ok), npaths + len(ok_paths)
+                ncosmic += sum(rows[i].get("n_cosmic") or 0 for i in ok)
             if len(ok) < len(rows):
                 okset = set(ok)
-                yield _rows_batch(rows, batch, out_schema, [i for i in range(len(rows)) if i not in okset],
+                for i, r in enumerate(rows):
+                    r["path_ok"] = src[i] in ok_paths
+                yield _rows_batch(rows, src, batch, out_schema, [i for i in range(len(rows)) if i not in okset],
                                   {"kind": "rejected", "rows": None})
         if writer is not None:
             writer.close()
             writer = None
             os.replace(tmp, final)
-            yield pa.RecordBatch.from_arrays(
-                [pa.array([{"kind": "file", "source_path": final, "rows": nrows}.get(f.name)], f.type)
-                 for f in out_schema], schema=out_schema)
+            done = {"kind": "file", "source_path": final, "rows": nrows, "paths": npaths, "cosmic": ncosmic}
+            yield pa.RecordBatch.from_arrays([pa.array([done.get(f.name)], f.type) for f in out_schema],
+                                             schema=out_schema)
     finally:
         if writer is not None:  # failed half-way: the partial file goes
             writer.close()

@@ -4,7 +4,8 @@ The model travels to the executors as a broadcast of its ``model.keras`` bytes (
 system needed, no pickle) and is loaded once per Python worker process, then cached: Spark
 reuses Python workers between tasks, so a worker pays the TensorFlow start-up once per job.
 
-Rows are keyed by ``(source_path, ingest_run, model_version)``: a rerun with the same model scores
+Rows are keyed by ``(source_path, exposure, ingest_run, model_version)`` (``exposure``: the HDU
+of an MRS spectrum, empty for a one-spectrum file): a rerun with the same model scores
 only rows not yet scored (new or re-ingested spectra); a new model version scores everything
 again and keeps the old versions' rows; ``rescore`` forces a full pass for this version.
 """
@@ -21,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .artifact import MODEL_FILE, ModelError, read_meta, resolve_model
+from .ingest import SPECTRA_SCHEMA
+from .ingest import SPECTRUM_KEY as KEY
 from .lifecycle import JobRun, task_count
 from .models import CLASSES
 from .warehouse import is_local, local_path
@@ -29,7 +32,7 @@ from .worker import prepare_worker
 log = logging.getLogger(__name__)
 
 SCORES_SCHEMA = (
-    "source_path string, designation string, ra double, dec double, lamost_class string, "
+    "source_path string, exposure string, designation string, ra double, dec double, lamost_class string, "
     "lamost_subclass string, p_emission float, p_absorption float, p_double_peak float, label string, "
     "entropy float, model_version string, ingest_run string, scored_at timestamp"
 )
@@ -111,12 +114,12 @@ def run_score(spark, warehouse: str, config: dict[str, Any], model: str = "defau
         if not run.table_dirs("spectra"):
             run.nothing_to_do("the spectra table is empty (no file ingested yet)")
             return run.summary
-        spectra = run.read_table("spectra")
+        spectra = run.read_table("spectra", SPECTRA_SCHEMA)
         _check_preprocess(spectra, meta, model_dir)
         old = run.read_table("scores", SCORES_SCHEMA)
         this_version = old.filter(F.col("model_version") == meta["version"])
-        todo = spectra if rescore else spectra.join(this_version.select("source_path", "ingest_run"),
-                                                    ["source_path", "ingest_run"], "left_anti")
+        todo = spectra if rescore else spectra.join(this_version.select(*KEY, "ingest_run"),
+                                                    [*KEY, "ingest_run"], "left_anti")
         n_spectra, n_todo = spectra.count(), todo.count()
         run.summary.update(spectra=n_spectra, scored=n_todo, skipped=n_spectra - n_todo)
         if not n_todo:
@@ -142,7 +145,7 @@ def _score_and_commit(run: JobRun, todo, n_todo: int, old, this_version, model_d
     p = todo.repartition(nparts).withColumn("p", probs("flux"))
     names = F.array(*[F.lit(c) for c in CLASSES])
     scored = p.select(
-        "source_path", "designation", "ra", "dec", "lamost_class", "lamost_subclass",
+        *KEY, "designation", "ra", "dec", "lamost_class", "lamost_subclass",
         F.col("p")[0].alias("p_emission"), F.col("p")[1].alias("p_absorption"),
         F.col("p")[2].alias("p_double_peak"),
         names[F.expr("array_position(p, array_max(p)) - 1")].alias("label"),
@@ -154,9 +157,9 @@ def _score_and_commit(run: JobRun, todo, n_todo: int, old, this_version, model_d
     new_dir = f"run-{run.run_id}"
     dirs = run.table_dirs("scores")
     moves = [(f"{run.staging}/scores", run.wh.path("scores", new_dir))]
-    if dirs and this_version.join(todo.select("source_path"), "source_path", "left_semi").limit(1).count():
+    if dirs and this_version.join(todo.select(*KEY), KEY, "left_semi").limit(1).count():
         keep = old.filter(F.col("model_version") != version).unionByName(
-            this_version.join(todo.select("source_path"), "source_path", "left_anti"))
+            this_version.join(todo.select(*KEY), KEY, "left_anti"))
         keep.write.parquet(run.staging_uri("compact"))
         moves.append((f"{run.staging}/compact", run.wh.path("scores", f"compact-{run.run_id}")))
         dirs = [f"compact-{run.run_id}"]

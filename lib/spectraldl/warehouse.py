@@ -41,6 +41,11 @@ TABLES = ("spectra", "rejects", "trainset", "scores")
 MANIFEST_PREFIX = "manifest-"
 KEEP_MANIFESTS = 5
 
+#: Key columns added to tables after their first rows were written, and the value older rows
+#: read as: ``exposure`` is empty for one-spectrum files (CONVENTIONS.md), so ``(source_path,
+#: exposure)`` never holds a null and joins on it match.
+KEY_DEFAULTS = {"exposure": ""}
+
 
 def new_run_id(now: _dt.datetime | None = None) -> str:
     """``YYYYMMDDTHHMMSSZ`` (UTC) plus 6 random hex characters, e.g. ``20261125T173000Z3fa9c1``."""
@@ -317,7 +322,8 @@ class Warehouse:
 
         With ``schema`` (a DDL string) an empty table is an empty DataFrame of that schema, and
         the files are read with it: columns that directories written before a column was added
-        lack read as null, whichever file Spark would have taken the schema from.
+        lack read as null, whichever file Spark would have taken the schema from, except the key
+        columns of :data:`KEY_DEFAULTS`, which read as their default.
         """
         dirs = self.table_dirs(table, manifest)
         if not dirs:
@@ -326,7 +332,12 @@ class Warehouse:
             # limit(0): an empty relation the optimizer can see, so a join with it is planned away
             return spark.createDataFrame([], schema).limit(0)
         reader = spark.read if schema is None else spark.read.schema(schema)
-        return reader.parquet(*[self.uri(table, d) for d in dirs])
+        df = reader.parquet(*[self.uri(table, d) for d in dirs])
+        for col, default in KEY_DEFAULTS.items():  # rows written before a key column existed
+            if col in df.columns:
+                from pyspark.sql import functions as F
+                df = df.withColumn(col, F.coalesce(F.col(col), F.lit(default)))
+        return df
 
     # -- runs ------------------------------------------------------------------------------
     def write_summary(self, summary: dict[str, Any]) -> str:

@@ -4,11 +4,11 @@
 """
 from .errors import REASONS, SpectrumError
 from .fits import DEFAULT_LIMITS, Limits
-from .reader import read_bytes_from_path, read_spectrum
+from .reader import read_bytes_from_path, read_spectra, read_spectrum
 from .registry import FORMAT_SURVEY, Reader, readers, register
 from .spectrum import META_KEYS, Spectrum
 
 __all__ = [
     "DEFAULT_LIMITS", "FORMAT_SURVEY", "Limits", "META_KEYS", "REASONS", "Reader", "Spectrum",
-    "SpectrumError", "read_bytes_from_path", "read_spectrum", "readers", "register",
+    "SpectrumError", "read_bytes_from_path", "read_spectra", "read_spectrum", "readers", "register",
 ]

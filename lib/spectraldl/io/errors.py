@@ -24,6 +24,7 @@ REASONS: dict[str, str] = {
     "window_not_covered": "the spectrum does not cover the preprocessing window",
     "too_few_valid_pixels": "fewer good pixels in the window than the configured fraction",
     "no_signal": "continuum <= 0, flux constant or all zero in the window (dead fibre)",
+    "low_signal": "an MRS exposure or co-add without usable flux: median S/N per pixel in 6500-6760 Å below mrs.min_snr (clouds)",
     "unreadable": "the path cannot be read (missing, a directory, a broken link, permission)",
 }
 

@@ -55,7 +55,7 @@ import numpy as np
 
 from .errors import SpectrumError
 from .fits import HDU, FitsFile, Header
-from .meta import normalise_meta
+from .meta import date_to_mjd, normalise_meta
 from .spectrum import Spectrum
 from .wavelength import check_wavelength
 
@@ -85,17 +85,6 @@ def _number(h: Header, key: str) -> float | None:
         return float(str(v).strip()) if not isinstance(v, (int, float)) else float(v)
     except ValueError:
         return None
-
-
-def _date_to_mjd(text: Any) -> float | None:
-    """MJD of an ISO ``YYYY-MM-DDThh:mm:ss`` (the primary ``DATE-OBS``), else None."""
-    if not isinstance(text, str) or not text.strip():
-        return None
-    try:
-        t = np.datetime64(text.strip().replace(" ", "T"), "ms")
-    except ValueError:
-        return None
-    return float((t - np.datetime64("1858-11-17T00:00:00", "ms")) / np.timedelta64(1, "D"))
 
 
 def _arrays(ff: FitsFile, hdu: HDU) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, str]:
@@ -222,7 +211,7 @@ def _spectrum(ff: FitsFile, hdu: HDU, base_meta: dict[str, Any],
 
 def _base_meta(ff: FitsFile) -> dict[str, Any]:
     meta = normalise_meta(ff.primary)
-    meta["mjd"] = _date_to_mjd(ff.primary.get("DATE-OBS"))  # replaced per exposure / co-add
+    meta["mjd"] = date_to_mjd(ff.primary.get("DATE-OBS"))  # replaced per exposure / co-add
     return meta
 
 
@@ -259,6 +248,29 @@ def read_mrs_exposures(ff: FitsFile, coadd: bool = True) -> list[tuple[str, Spec
     out = [(hdu.extname, _spectrum(ff, hdu, base, times)) for hdu in exposure_hdus(ff)]
     if coadd:
         out.insert(0, ("COADD_R", read(ff, base, times)))
+    return out
+
+
+def read_all(ff: FitsFile) -> list[tuple[str, Spectrum | SpectrumError]]:
+    """What the ingest makes rows of: ``COADD_R`` (where present) and every ``R-<LMJM>`` exposure,
+    each as ``(exposure, Spectrum)`` or, for a table that cannot be read, ``(exposure,
+    SpectrumError)``, so one bad table costs its own row, not the night's.
+
+    Raises
+    ------
+    SpectrumError
+        ``bad_shape`` when the file holds no red-arm table at all (nothing to measure H-alpha on).
+    """
+    base, times = _base_meta(ff), _times(ff)
+    hdus = ([ff.find("COADD_R")] if ff.find("COADD_R") is not None else []) + exposure_hdus(ff)
+    if not hdus:
+        raise SpectrumError("bad_shape", ff.name, "MRS file without red-arm tables (COADD_R, R-<LMJM>)")
+    out: list[tuple[str, Spectrum | SpectrumError]] = []
+    for hdu in hdus:
+        try:
+            out.append((hdu.extname, _spectrum(ff, hdu, base, times)))
+        except SpectrumError as exc:
+            out.append((hdu.extname, exc.with_name(ff.name)))
     return out
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .fits import Header
 from .spectrum import META_KEYS
 
@@ -118,3 +120,18 @@ def normalise_meta(*headers: Header) -> dict[str, Any]:
                 break
         meta[key] = convert(v)
     return meta
+
+
+def date_to_mjd(text: Any) -> float | None:
+    """MJD (UTC, days) of an ISO ``YYYY-MM-DD[Thh:mm:ss[.fff]]`` date (a ``DATE-OBS``), else None.
+
+    >>> date_to_mjd("2019-04-01T14:03:00"), date_to_mjd("") is None
+    (58574.585416666..., True)
+    """
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        t = np.datetime64(text.strip().replace(" ", "T"), "ms")
+    except ValueError:
+        return None
+    return float((t - np.datetime64("1858-11-17T00:00:00", "ms")) / np.timedelta64(1, "D"))

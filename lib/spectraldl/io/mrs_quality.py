@@ -57,6 +57,36 @@ SNR_WINDOW = (6500.0, 6760.0)
 MIN_SNR = 3.0
 
 
+@dataclass(frozen=True)
+class MrsSettings:
+    """The ``[mrs]`` settings: what the ingest does with a medium-resolution file.
+
+    Attributes
+    ----------
+    exposures : bool
+        A ``spectra`` row per red-arm exposure ``R-<LMJM>`` besides ``COADD_R`` (False: the co-add only).
+    resolving_power, target_resolving_power : float
+        R of the MRS red arm (the line measurements and the cosmic-ray widths use it) and the R the
+        vector is blurred to before the default preprocessing (LAMOST LRS).
+    min_snr : float
+        Median S/N per pixel in :data:`SNR_WINDOW` below which a spectrum is ``low_signal``.
+    cosmic_nsigma : float
+        :func:`cosmic_ray_mask`'s ``nsigma``.
+    """
+
+    exposures: bool = True
+    resolving_power: float = R_MRS
+    target_resolving_power: float = R_LRS
+    min_snr: float = MIN_SNR
+    cosmic_nsigma: float = 6.0
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any]) -> "MrsSettings":
+        return cls(bool(section["exposures"]), float(section["resolving_power"]),
+                   float(section["target_resolving_power"]), float(section["min_snr"]),
+                   float(section["cosmic_nsigma"]))
+
+
 def _good(flux: np.ndarray, good: np.ndarray | None) -> np.ndarray:
     g = np.isfinite(flux)
     if good is not None:

@@ -95,6 +95,28 @@ def read_spectrum(source: Source, name: str | None = None, limits: Limits | None
         ...
     spectraldl.io.errors.SpectrumError: x.fits: not_fits: does not start with a SIMPLE card (looks like HTML/XML)
     """
+    return _read(source, name, limits, every=False)[1][0][1]
+
+
+def read_spectra(source: Source, name: str | None = None, limits: Limits | None = None
+                 ) -> tuple[str, list[tuple[str, "Spectrum | SpectrumError"]]]:
+    """Every spectrum a file holds, for the ingest: ``(format, [(exposure, spectrum), ...])``.
+
+    A one-spectrum file (LAMOST LRS, Ondřejov) gives ``[("", Spectrum)]``; an MRS file its
+    ``COADD_R`` and each red-arm exposure, keyed by EXTNAME, where a table that cannot be read is
+    its :class:`SpectrumError` instead (see :func:`spectraldl.io.lamost_mrs.read_all`).
+
+    Raises
+    ------
+    SpectrumError
+        As :func:`read_spectrum`, for a file that yields nothing.
+    """
+    return _read(source, name, limits, every=True)
+
+
+def _read(source: Source, name: str | None, limits: Limits | None, every: bool):
+    """The one guarded path from a source to ``(format, [(exposure, spectrum), ...])``: with
+    ``every`` the reader's ``read_all`` where it has one, else its one spectrum."""
     limits = limits or DEFAULT_LIMITS
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -106,7 +128,10 @@ def read_spectrum(source: Source, name: str | None = None, limits: Limits | None
         reader = find_reader(ff)
         if reader is None:
             raise SpectrumError("unknown_format", name, "no reader recognises this FITS file")
-        return reader.read(ff)
+        if every and reader.read_all is not None:
+            return reader.name, reader.read_all(ff)
+        spec = reader.read(ff)
+        return spec.format, [("", spec)]
     except SpectrumError as exc:
         raise exc.with_name(name) from None
     except MemoryError:

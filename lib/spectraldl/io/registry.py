@@ -6,9 +6,10 @@ A new LAMOST release is one new module with an ``identify`` and a ``read`` and o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Union
 
 from . import lamost_coadd, lamost_lrs, lamost_mrs, ondrejov
+from .errors import SpectrumError
 from .fits import FitsFile
 from .spectrum import Spectrum
 
@@ -22,6 +23,9 @@ class Reader:
     identify: Callable[[FitsFile], bool]
     read: Callable[[FitsFile], Spectrum]
     survey: str  # "lamost" or "ondrejov"
+    #: Every spectrum of a file that holds several (MRS: the red co-add and each red exposure), as
+    #: ``(exposure, Spectrum or the SpectrumError of that table)``; None for one-spectrum formats.
+    read_all: Callable[[FitsFile], list[tuple[str, Union[Spectrum, SpectrumError]]]] | None = None
 
 
 _READERS: list[Reader] = []
@@ -47,7 +51,7 @@ def find_reader(ff: FitsFile) -> Reader | None:
 
 
 register(Reader("lamost_lrs_coadd", 40, lamost_coadd.identify, lamost_coadd.read, "lamost"))
-register(Reader("lamost_mrs", 30, lamost_mrs.identify, lamost_mrs.read, "lamost"))
+register(Reader("lamost_mrs", 30, lamost_mrs.identify, lamost_mrs.read, "lamost", lamost_mrs.read_all))
 register(Reader("lamost_lrs_image", 20, lamost_lrs.identify, lamost_lrs.read, "lamost"))
 register(Reader("ondrejov_table", 10, ondrejov.identify_table, ondrejov.read_table, "ondrejov"))
 register(Reader("ondrejov_iraf", 5, ondrejov.identify_iraf, ondrejov.read_iraf, "ondrejov"))

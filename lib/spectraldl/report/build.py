@@ -21,7 +21,7 @@ from ..artifact import META_FILE, default_model_dir, read_meta
 from ..errors import UsageError
 from ..evaluate import summary_table
 from ..models import CLASSES
-from ..ingest import REJECTS_SCHEMA, SPECTRA_SCHEMA
+from ..ingest import REJECTS_SCHEMA, SPECTRA_SCHEMA, SPECTRUM_KEY
 from ..lifecycle import JobRun, recorded_grid
 from ..score import SCORES_SCHEMA
 from ..warehouse import is_local, local_path, utc_now
@@ -83,7 +83,7 @@ def run_report(spark, warehouse: str, config: dict[str, Any], top: int | None = 
                 "acknowledgement": ACKNOWLEDGEMENT}
         if n_scored == 0:
             run.nothing_to_do(f"no spectra scored ({archive['spectra']} in the spectra table, "
-                              f"{archive['rejected']} files rejected)")
+                              f"{archive['rejected']} rejected)")
             _empty_outputs(out)
         else:
             mdir = model_dir_for(version, run.wh.root)
@@ -96,23 +96,32 @@ def run_report(spark, warehouse: str, config: dict[str, Any], top: int | None = 
 
 
 def _archive_counts(run: JobRun) -> dict[str, Any]:
-    """What the warehouse holds: spectra, rejected files and their reasons (exact counts)."""
+    """What the warehouse holds (exact counts): spectra (and those from MRS files), rejected
+    files and MRS exposures, and the rejects' reasons."""
+    from pyspark.sql import functions as F
     rejects = run.read_table("rejects", REJECTS_SCHEMA)
-    by_reason = {r["reason"]: r["count"] for r in rejects.groupBy("reason").count().collect()}
-    return {"spectra": run.count_rows("spectra"), "rejected": sum(by_reason.values()),
+    rows = rejects.groupBy("reason", (F.col("exposure") != "").alias("exposure")).count().collect()
+    by_reason: dict[str, int] = {}
+    for r in rows:
+        by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + r["count"]
+    mrs = (run.read_table("spectra", SPECTRA_SCHEMA).filter(F.col("exposure") != "").count()
+           if run.table_dirs("spectra") else 0)
+    return {"spectra": run.count_rows("spectra"), "mrs_spectra": mrs, "rejected": sum(by_reason.values()),
+            "rejected_files": sum(r["count"] for r in rows if not r["exposure"]),
+            "rejected_exposures": sum(r["count"] for r in rows if r["exposure"]),
             "rejected_by_reason": dict(sorted(by_reason.items()))}
 
 
 def _empty_outputs(out: Path) -> None:
     """Header-only downloads, so the links of an empty report work."""
     for name, cols in (("catalogue.csv", CATALOGUE_COLUMNS), ("nebular.csv", CATALOGUE_COLUMNS),
-                       ("extragalactic.csv", ["source_path", "designation"]), ("labelling.csv", ["source_path", "label"]),
-                       ("disagreements.csv", ["kind", "source_path"])):
+                       ("extragalactic.csv", [*SPECTRUM_KEY, "designation"]),
+                       ("labelling.csv", [*SPECTRUM_KEY, "label"]), ("disagreements.csv", ["kind", *SPECTRUM_KEY])):
         pd.DataFrame(columns=cols).to_csv(out / name, index=False)
 
 
 #: Measurement columns of ``spectra`` the report joins to the scores.
-MEASURED = ("obsid", "date_obs", "ha_ew", "ha_ew_err", "ha_profile", "ha_fwhm", "nebular", "nii_snr", "sii_snr")
+MEASURED = ("obsid", "date_obs", "mjd", "file_format", "ha_ew", "ha_ew_err", "ha_profile", "ha_fwhm", "nebular", "nii_snr", "sii_snr")
 #: The network and the measurement disagree: emission by the network with ``ha_ew >= 0``, or
 #: absorption by the network with H-alpha in emission beyond this EW (Å).
 DISAGREE_EW = -3.0
@@ -125,8 +134,8 @@ def _report_body(run: JobRun, s, meta: dict[str, Any], by_class: pd.DataFrame, o
     from pyspark.sql import functions as F
     version = meta.get("version")
     thresholds = meta.get("thresholds") or {c: 0.5 for c in CLASSES}
-    measured = run.read_table("spectra", SPECTRA_SCHEMA).select("source_path", *MEASURED)
-    sm = s.join(measured, "source_path", "left")
+    measured = run.read_table("spectra", SPECTRA_SCHEMA).select(*SPECTRUM_KEY, *MEASURED)
+    sm = s.join(measured, SPECTRUM_KEY, "left")
     run.describe("select candidates")
     cond = (F.col("p_emission") >= thresholds["emission"]) | (F.col("p_double_peak") >= thresholds["double_peak"])
     cand = select_candidates(sm.filter(cond).toPandas(), thresholds)
@@ -174,7 +183,7 @@ def _observations(run: JobRun, sm, cands: pd.DataFrame) -> pd.DataFrame:
     there is none), with its measurements."""
     keys = cands["designation"].dropna().drop_duplicates()
     paths = cands.loc[cands["designation"].isna(), "source_path"]
-    cols = ["source_path", "designation", *MEASURED]
+    cols = [*SPECTRUM_KEY, "designation", *MEASURED]
     if not len(keys) and not len(paths):
         return sm.limit(0).select(*cols).toPandas()
     run.describe(f"collect the observations of {len(keys) + len(paths)} candidate stars")
@@ -182,7 +191,7 @@ def _observations(run: JobRun, sm, cands: pd.DataFrame) -> pd.DataFrame:
                       "designation", "left_semi")
     by_path = sm.join(run.spark.createDataFrame(pd.DataFrame({"source_path": paths}), "source_path string"),
                       "source_path", "left_semi")
-    return by_name.unionByName(by_path).select(*cols).toPandas().drop_duplicates("source_path")
+    return by_name.unionByName(by_path).select(*cols).toPandas().drop_duplicates(SPECTRUM_KEY)
 
 
 def _disagreements(run: JobRun, sm, out: Path, listed: int) -> dict[str, Any]:
@@ -199,7 +208,7 @@ def _disagreements(run: JobRun, sm, out: Path, listed: int) -> dict[str, Any]:
         counts[name] = d.count()
         order = F.desc("p_best") if name.startswith("emission") else F.asc("ha_ew")
         parts.append(d.withColumn("p_best", F.greatest("p_emission", "p_double_peak")).orderBy(order).limit(listed)
-                     .select(F.lit(name).alias("kind"), "source_path", "designation", "lamost_class", "lamost_subclass",
+                     .select(F.lit(name).alias("kind"), *SPECTRUM_KEY, "designation", "lamost_class", "lamost_subclass",
                              "label", "p_emission", "p_absorption", "p_double_peak", "ha_ew", "ha_ew_err",
                              "ha_profile", "nebular").toPandas())
     table = pd.concat(parts, ignore_index=True)
@@ -212,21 +221,26 @@ def _plot_spectra(run: JobRun, s, catalogue: pd.DataFrame, nebular: pd.DataFrame
     """Plots of the top candidates, the nebular stars, random members of each class and the most
     uncertain spectra, each vector drawn on the grid its ``preprocess_id`` was made with."""
     from pyspark.sql import functions as F
-    want: dict[str, list[str]] = {"top": catalogue["best_source_path"].head(top).tolist(),
-                                  "nebular": nebular["best_source_path"].head(top).tolist()}
+    def keys(df: pd.DataFrame, path: str, exposure: str) -> list[tuple[str, str]]:
+        exp = df[exposure].fillna("") if exposure in df else pd.Series("", index=df.index)
+        return list(zip(df[path], exp))
+
+    want: dict[str, list[tuple[str, str]]] = {
+        "top": keys(catalogue.head(top), "best_source_path", "best_exposure"),
+        "nebular": keys(nebular.head(top), "best_source_path", "best_exposure")}
     for c in CLASSES:
-        want[c] = [r["source_path"] for r in
+        want[c] = [(r["source_path"], r["exposure"]) for r in
                    s.filter(F.col("label") == c).orderBy(F.rand(seed=7)).limit(cfg["examples_per_class"]).collect()]
-    want["uncertain"] = labelling["source_path"].head(cfg["labelling_plots"]).tolist()
-    paths = sorted({p for v in want.values() for p in v})
+    want["uncertain"] = keys(labelling.head(cfg["labelling_plots"]), "source_path", "exposure")
+    wanted = sorted({k for v in want.values() for k in v})
     rows = {}
-    if paths:
-        run.describe(f"read {len(paths)} spectra to plot")
-        keys = run.spark.createDataFrame([(p,) for p in paths], "source_path string")
-        joined = (run.read_table("spectra", SPECTRA_SCHEMA).join(keys, "source_path", "left_semi")
+    if wanted:
+        run.describe(f"read {len(wanted)} spectra to plot")
+        kdf = run.spark.createDataFrame(wanted, "source_path string, exposure string")
+        joined = (run.read_table("spectra", SPECTRA_SCHEMA).join(kdf, SPECTRUM_KEY, "left_semi")
                   .join(s.drop("designation", "ra", "dec", "lamost_class", "lamost_subclass", "ingest_run"),
-                        "source_path"))
-        rows = {r["source_path"]: r for r in (x.asDict() for x in joined.collect())}
+                        SPECTRUM_KEY))
+        rows = {(r["source_path"], r["exposure"]): r for r in (x.asDict() for x in joined.collect())}
     made: dict[str, list[str]] = {k: [] for k in want}
     for group, ps in want.items():
         for i, p in enumerate(ps):

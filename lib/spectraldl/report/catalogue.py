@@ -1,7 +1,9 @@
 """Candidate catalogue: emission and double-peak spectra above the model's thresholds, ranked.
 
-One row per star (repeat observations grouped by LAMOST designation), stars apart from galaxies
-and QSOs (whose redshifted lines are not stellar H-alpha). Written as CSV and as a VOTable with
+One row per star (repeat observations grouped by LAMOST designation, across the low- and the
+medium-resolution survey), stars apart from galaxies and QSOs (whose redshifted lines are not
+stellar H-alpha). An MRS night counts by its single exposures; its co-add ``COADD_R`` averages
+them and counts as an observation only where none of them was ingested. Written as CSV and as a VOTable with
 units and UCDs so TOPCAT and Aladin open it, with the data acknowledgements in its metadata.
 """
 from __future__ import annotations
@@ -25,13 +27,14 @@ CANDIDATE_CLASSES = ("emission", "double_peak")
 CATALOGUE_COLUMNS = ["rank", "designation", "ra", "dec", "obsid", "candidate_class", "p_best", "p_mean",
                      "n_candidate_obs", "n_obs", "n_emission_obs", "ha_ew_median", "ha_ew_min", "ha_ew_max",
                      "ha_variable", "ha_profile", "ha_ew", "ha_ew_err", "nebular", "lamost_class", "lamost_subclass",
-                     "p_emission", "p_absorption", "p_double_peak", "surveys", "best_source_path"]
+                     "p_emission", "p_absorption", "p_double_peak", "surveys", "mjd_first", "mjd_last",
+                     "best_source_path", "best_exposure"]
 #: Measured H-alpha profiles that are emission (spectraldl.halpha.PROFILES).
 EMISSION_PROFILES = ("single", "double", "pcygni", "filled")
 #: Significance of an equivalent-width change between two epochs that makes a star variable.
 VARIABILITY_SIGMA = 3.0
 #: Units and UCDs of the catalogue's columns (VOTable).
-UNITS = {"ra": "deg", "dec": "deg", **{c: "0.1nm" for c in ("ha_ew_median", "ha_ew_min", "ha_ew_max", "ha_ew",
+UNITS = {"ra": "deg", "dec": "deg", "mjd_first": "d", "mjd_last": "d", **{c: "0.1nm" for c in ("ha_ew_median", "ha_ew_min", "ha_ew_max", "ha_ew",
                                                                "ha_ew_err")}}  # Å, as the VOUnit standard writes it
 UCDS = {"designation": "meta.id;meta.main", "ra": "pos.eq.ra;meta.main", "dec": "pos.eq.dec;meta.main",
         "obsid": "meta.id", "p_best": "stat.probability", "p_mean": "stat.probability",
@@ -42,7 +45,8 @@ UCDS = {"designation": "meta.id;meta.main", "ra": "pos.eq.ra;meta.main", "dec": 
         "ha_ew_max": "spect.line.eqWidth;stat.max", "ha_ew": "spect.line.eqWidth",
         "ha_ew_err": "stat.error;spect.line.eqWidth", "ha_variable": "meta.code;src.var",
         "ha_profile": "meta.code.class;spect.line", "nebular": "meta.code;spect.line", "surveys": "meta.dataset",
-        "rank": "meta.record", "best_source_path": "meta.ref.url"}
+        "rank": "meta.record", "best_source_path": "meta.ref.url", "best_exposure": "meta.id;obs.exposure",
+        "mjd_first": "time.start;obs", "mjd_last": "time.end;obs"}
 
 
 def select_candidates(scores: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
@@ -62,6 +66,27 @@ def select_candidates(scores: pd.DataFrame, thresholds: dict[str, float]) -> pd.
 def star_key(df: pd.DataFrame) -> pd.Series:
     """The key observations of one star share: the LAMOST designation, else the file."""
     return df["designation"].fillna(df["source_path"])
+
+
+def exposure_of(df: pd.DataFrame) -> pd.Series:
+    """The ``exposure`` column, empty where a frame (or an older table) has none."""
+    return df["exposure"].fillna("") if "exposure" in df else pd.Series("", index=df.index)
+
+
+def survey_of(df: pd.DataFrame) -> pd.Series:
+    """``MRS`` for rows of LAMOST medium-resolution files, ``LRS`` for the others."""
+    fmt = df["file_format"] if "file_format" in df else pd.Series("", index=df.index)
+    return pd.Series(np.where(fmt.eq("lamost_mrs") | exposure_of(df).ne(""), "MRS", "LRS"), index=df.index)
+
+
+def epochs(observations: pd.DataFrame) -> pd.DataFrame:
+    """The observations that are epochs of their star: every LRS spectrum and MRS single exposure,
+    and an MRS co-add only where no exposure of its file is among the observations (it is their
+    average, not another epoch)."""
+    exp = exposure_of(observations)
+    coadd = exp.str.startswith("COADD")
+    with_exposures = set(observations.loc[exp.ne("") & ~coadd, "source_path"])
+    return observations[~(coadd & observations["source_path"].isin(with_exposures))]
 
 
 def ew_variable(ew: np.ndarray, err: np.ndarray, sigma: float = VARIABILITY_SIGMA) -> bool:
@@ -90,8 +115,9 @@ def group_by_star(cands: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFra
     cands : DataFrame
         Candidate spectra (:func:`select_candidates`), best first.
     observations : DataFrame
-        Every observation of those stars (candidates or not): ``source_path``, ``designation``
-        and, where measured, ``obsid``, ``ha_ew``, ``ha_ew_err``, ``ha_profile``, ``nebular``.
+        Every observation of those stars (candidates or not): ``source_path``, ``exposure``,
+        ``designation`` and, where measured, ``obsid``, ``mjd``, ``file_format``, ``ha_ew``,
+        ``ha_ew_err``, ``ha_profile``, ``nebular``.
 
     Returns
     -------
@@ -100,25 +126,33 @@ def group_by_star(cands: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFra
         ``n_candidate_obs``, ``n_emission_obs`` (observations whose measured profile is
         emission); the median, minimum and maximum EW over the observations; ``ha_variable``
         (:func:`ew_variable` over the observations); ``nebular`` (every observation in emission,
-        by the measurement or above the network's thresholds, is nebular); ``surveys``. Stars
-        without finite coordinates are left out.
+        by the measurement or above the network's thresholds, is nebular); ``surveys`` (``LRS``,
+        ``MRS`` or ``LRS,MRS``), ``mjd_first`` / ``mjd_last``. The observations are the star's
+        :func:`epochs`. Stars without finite coordinates are left out.
     """
-    obs = observations.assign(k=star_key(observations)).drop_duplicates("source_path")
-    for col in ("obsid", "ha_ew", "ha_ew_err", "ha_profile", "nebular"):
+    obs = observations.assign(k=star_key(observations), exposure=exposure_of(observations))
+    obs = epochs(obs.drop_duplicates(["source_path", "exposure"]))
+    for col in ("obsid", "ha_ew", "ha_ew_err", "ha_profile", "nebular", "mjd"):
         if col not in obs:
             obs[col] = None
+    obs = obs.assign(survey=survey_of(obs), spectrum=obs["source_path"] + "\0" + obs["exposure"])
     by_star = dict(tuple(obs.groupby("k", sort=False)))
     rows = []
-    for k, g in cands.assign(k=star_key(cands)).groupby("k", sort=False):
+    cands = cands.assign(k=star_key(cands), exposure=exposure_of(cands))
+    cands = cands.assign(spectrum=cands["source_path"] + "\0" + cands["exposure"])
+    for k, g in cands.groupby("k", sort=False):
         best = g.iloc[0]
-        o = by_star.get(k, g)
+        o = by_star.get(k)
+        if o is None:
+            o = g.assign(survey=survey_of(g))
         ew = pd.to_numeric(o["ha_ew"], errors="coerce").to_numpy(float)
         err = pd.to_numeric(o["ha_ew_err"], errors="coerce").to_numpy(float)
         emitting = o["ha_profile"].isin(EMISSION_PROFILES).to_numpy()
         # emission by the measurement or by the network: all of it nebular makes the star nebular
-        either = emitting | o["source_path"].isin(g["source_path"]).to_numpy()
+        either = emitting | o["spectrum"].isin(g["spectrum"]).to_numpy()
         neb = o["nebular"].eq(True).to_numpy()  # None (not measured) is not nebular
-        mine = o[o["source_path"] == best["source_path"]]
+        mine = o[o["spectrum"] == best["spectrum"]]
+        mjd = pd.to_numeric(o["mjd"], errors="coerce").to_numpy(float)
         b = mine.iloc[0] if len(mine) else best
         ra, dec = float(g["ra"].mean()), float(g["dec"].mean())
         if not (np.isfinite(ra) and np.isfinite(dec)):
@@ -137,7 +171,10 @@ def group_by_star(cands: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFra
             "nebular": bool(either.any() and neb[either].all()),
             "lamost_class": best["lamost_class"], "lamost_subclass": best["lamost_subclass"],
             "p_emission": float(best["p_emission"]), "p_absorption": float(best["p_absorption"]),
-            "p_double_peak": float(best["p_double_peak"]), "surveys": "LRS", "best_source_path": best["source_path"],
+            "p_double_peak": float(best["p_double_peak"]), "surveys": ",".join(sorted(set(o["survey"]))),
+            "mjd_first": float(np.nanmin(mjd)) if np.isfinite(mjd).any() else np.nan,
+            "mjd_last": float(np.nanmax(mjd)) if np.isfinite(mjd).any() else np.nan,
+            "best_source_path": best["source_path"], "best_exposure": best["exposure"],
         })
     if not rows:
         return pd.DataFrame(columns=CATALOGUE_COLUMNS)
@@ -197,7 +234,8 @@ def labelling_export(scores: pd.DataFrame, n: int) -> pd.DataFrame:
     top = scores.sort_values("entropy", ascending=False).head(n)
     pred = top[[f"p_{c}" for c in CLASSES]].to_numpy().argmax(1) if len(top) else []
     return pd.DataFrame({
-        "source_path": top["source_path"].to_numpy(), "designation": top["designation"].to_numpy(),
+        "source_path": top["source_path"].to_numpy(), "exposure": exposure_of(top).to_numpy(),
+        "designation": top["designation"].to_numpy(),
         "predicted": [CLASSES[i] for i in pred], "p_emission": top["p_emission"].round(4).to_numpy(),
         "p_absorption": top["p_absorption"].round(4).to_numpy(), "p_double_peak": top["p_double_peak"].round(4).to_numpy(),
         "entropy": top["entropy"].round(4).to_numpy(), "label": "",

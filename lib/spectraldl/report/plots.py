@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import SpectrumError, read_spectrum
+from ..io import SpectrumError, read_spectra, read_spectrum
 from ..models import CLASSES
 
 log = logging.getLogger(__name__)
@@ -101,28 +101,60 @@ def ew_vs_probability(sample: pd.DataFrame, disagree_ew: float, path: Path) -> N
     plt.close(fig)
 
 
+def observation_mjd(obs: pd.DataFrame) -> pd.Series:
+    """Each observation's time (MJD): ``mjd``, else its ``date_obs`` (rows of older ingests)."""
+    mjd = pd.to_numeric(obs["mjd"], errors="coerce") if "mjd" in obs else pd.Series(np.nan, index=obs.index)
+    if "date_obs" in obs:
+        t = pd.to_datetime(obs["date_obs"], errors="coerce", utc=True)
+        from_date = (t - pd.Timestamp("1858-11-17", tz="UTC")) / pd.Timedelta(days=1)
+        mjd = mjd.fillna(from_date)
+    return mjd
+
+
 def ew_over_time(obs: pd.DataFrame, variable: pd.DataFrame, path: Path) -> None:
-    """H-alpha EW against observation date, with error bars, for the variable stars listed."""
+    """H-alpha EW of the variable stars listed, with error bars, on two time scales: over the
+    years (every epoch, LRS circles and MRS exposures squares) and within a night (the MRS
+    exposures of each night with several, minutes since the night's first)."""
+    from .catalogue import epochs, survey_of
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, (ax, axn) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1.6, 1]})
+    obs = epochs(obs.assign(exposure=obs["exposure"].fillna("") if "exposure" in obs else ""))
     key = obs["designation"].fillna(obs["source_path"])
+    nights = 0
     for i, (_, star) in enumerate(variable.iterrows()):
         o = obs[key == (star["designation"] if pd.notna(star["designation"]) else star["best_source_path"])]
-        t = pd.to_datetime(o["date_obs"], errors="coerce", utc=True)
+        mjd = observation_mjd(o)
         ew = pd.to_numeric(o["ha_ew"], errors="coerce")
-        err = pd.to_numeric(o["ha_ew_err"], errors="coerce")
-        ok = t.notna() & ew.notna()
-        order = np.argsort(t[ok].to_numpy())
-        ax.errorbar(t[ok].to_numpy()[order], ew[ok].to_numpy()[order], yerr=err[ok].fillna(0).to_numpy()[order],
-                    marker="o", ms=3, lw=0.8, capsize=2, color=f"C{i % 10}", label=str(star["designation"])[:28])
+        err = pd.to_numeric(o["ha_ew_err"], errors="coerce").fillna(0)
+        ok = mjd.notna() & ew.notna()
+        o, mjd, ew, err = o[ok], mjd[ok], ew[ok], err[ok]
+        order = np.argsort(mjd.to_numpy())
+        year = 1858.877 + mjd.to_numpy() / 365.25  # decimal year
+        color, label = f"C{i % 10}", str(star["designation"])[:28]
+        ax.plot(year[order], ew.to_numpy()[order], lw=0.6, color=color, label=label)
+        for survey, marker in (("LRS", "o"), ("MRS", "s")):
+            m = (survey_of(o) == survey).to_numpy()
+            ax.errorbar(year[m], ew.to_numpy()[m], yerr=err.to_numpy()[m], fmt=marker, ms=3, capsize=2, color=color)
+        single = o["exposure"].str.startswith("R-").to_numpy()
+        for _, night in o[single].groupby("source_path"):
+            if len(night) < 2:
+                continue
+            t = observation_mjd(night).to_numpy()
+            k = np.argsort(t)
+            axn.errorbar((t[k] - t.min()) * 1440.0, ew[night.index].to_numpy()[k], yerr=err[night.index].to_numpy()[k],
+                         marker="s", ms=3, lw=0.8, capsize=2, color=color)
+            nights += 1
     if len(variable):
         ax.legend(fontsize=7, ncol=2)
     else:
         ax.text(0.5, 0.5, "no variable star among the candidates", ha="center", va="center", transform=ax.transAxes)
-    ax.invert_yaxis()  # stronger emission upwards
-    ax.set_xlabel("observation date")
-    ax.set_ylabel("H-alpha EW (Å)")
-    fig.autofmt_xdate()
+    if not nights:
+        axn.text(0.5, 0.5, "no night with several MRS exposures", ha="center", va="center", transform=axn.transAxes)
+    for a in (ax, axn):
+        a.invert_yaxis()  # stronger emission upwards
+        a.set_ylabel("H-alpha EW (Å)")
+    ax.set_xlabel("year (o LRS, s MRS exposure)")
+    axn.set_xlabel("minutes since the night's first MRS exposure")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -143,13 +175,26 @@ def sky_map(cat: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def _read_observed(path: str, exposure: str):
+    """The spectrum of ``(path, exposure)`` as stored in its file (an MRS exposure by its HDU)."""
+    if not exposure:
+        return read_spectrum(path)
+    for name, spec in read_spectra(path)[1]:
+        if name == exposure:
+            if isinstance(spec, SpectrumError):
+                raise spec
+            return spec
+    raise SpectrumError("bad_shape", path, f"no table {exposure}")
+
+
 def spectrum_plot(row: pd.Series, vector: np.ndarray | None, grid: np.ndarray, path: Path) -> None:
     """Whole spectrum (from the file when readable), the H-alpha window, and the model's input."""
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 2.8), gridspec_kw={"width_ratios": [2.2, 1, 1]})
-    title = f"{row.get('designation') or row['source_path']}  {row.get('lamost_subclass') or ''}"
+    title = (f"{row.get('designation') or row['source_path']}  {row.get('exposure') or ''}  "
+             f"{row.get('lamost_subclass') or ''}")
     try:
-        s = read_spectrum(row["source_path"])
+        s = _read_observed(row["source_path"], row.get("exposure") or "")
         g = s.good
         axes[0].plot(s.wavelength[g], s.flux[g], lw=0.5, color="k")
         axes[0].axvline(HALPHA_VAC, color="C3", lw=0.6, ls=":")
