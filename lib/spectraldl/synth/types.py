@@ -25,6 +25,8 @@ class SynthConfig:
     gzip_fraction: float
     gzip_misnamed_fraction: float
     gzip_level: int
+    mrs_fraction: float
+    mrs_dr9_fraction: float
     ivar_zero_on_emission: float
     ivar_zero_peak: float
     nebular_plate_fraction: float
