@@ -2,7 +2,9 @@
 
 The generator writes spectra in every layout the readers in :mod:`spectraldl.io` know, with the
 header drift and the habits of the real releases (ivar zeroed on emission peaks, dead fibres,
-sky residuals, gzip under a plain ``.fits`` name), and a truth table saying what each file holds.
+sky residuals, gzip under a plain ``.fits`` name), with a fraction ``synth.mrs_fraction`` of
+medium-resolution (MRS) files if set, and a truth table saying what each file (each red-arm table
+of an MRS file) holds.
 
 >>> from spectraldl.synth import SynthConfig, make_spectrum
 >>> s = make_spectrum(0, seed=1, kind="lamost", cfg=SynthConfig.defaults())

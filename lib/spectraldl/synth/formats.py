@@ -123,13 +123,36 @@ def _lamost_cards(s: Synth, coadd: bool) -> list[str]:
     return cards
 
 
+def _mid_mjd(lmjd: int, rng: np.random.Generator) -> float:
+    """The plate's mid-observation UTC MJD (``DATE-OBS``): the night before local day ``lmjd``."""
+    return lmjd - 1 + 0.5 + rng.uniform(-0.1, 0.2)
+
+
+def plate_mid_mjd(plate_seed: int, lmjd: int) -> float:
+    """The ``DATE-OBS`` of a LAMOST LRS plate as an MJD (the first draw of the plate's card generator).
+
+    Parameters
+    ----------
+    plate_seed : int
+        ``plate_params(...)["seed"]``, the seed of the plate's header cards.
+    lmjd : int
+        The plate's local MJD.
+
+    Returns
+    -------
+    float
+        The value :func:`_plate_segments` writes, before its rounding to 10 ms.
+    """
+    return float(_mid_mjd(lmjd, np.random.default_rng(plate_seed)))
+
+
 @functools.lru_cache(maxsize=128)
 def _plate_segments(seed: int, lmjd: int, planid: str, exptime: float, rel: int, coadd: bool) -> tuple[list[str], ...]:
     """The cards shared by every file of one plate (site, date, weather, reduction), four runs of them."""
     rng = np.random.default_rng(seed)
     astropy = rel == 2
     e = "" if not astropy else None
-    mid = lmjd - 1 + 0.5 + rng.uniform(-0.1, 0.2)
+    mid = _mid_mjd(lmjd, rng)
     a = [C("AUTHOR", "LAMOST Pipeline", "Who compiled the information")]
     if rel >= 3:
         a.append(C("DATA_V", f"LAMOST DR{rel}", "Data release version"))

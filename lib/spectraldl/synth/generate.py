@@ -12,7 +12,10 @@ task makes it or in which order, so any Spark partitioning writes the same bytes
 - LAMOST plates and Ondřejov nights (dates, observing conditions, file names) come from
   generators of their own, keyed by the plate or night number derived from ``i``; so does the
   H II region in front of a plate, whose sky-subtraction residual each fibre scales with a
-  generator keyed by ``i`` (:func:`nebular_residual`).
+  generator keyed by ``i`` (:func:`nebular_residual`);
+- a LAMOST file ``i`` is a medium-resolution (MRS) file instead of a low-resolution one with
+  probability ``mrs_fraction``, drawn from a generator of its own (:func:`mrs_choice`), so the
+  other files do not change with the fraction (at 0 the archive is what it was without MRS).
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ from ..adapt import air_to_vacuum
 from ..errors import UsageError
 from ..labels import CODE_TO_NAME
 from . import physics as ph
-from .formats import encode
+from .formats import encode, plate_mid_mjd
+from .mrs import MrsSynth, make_mrs, write_mrs
 from .observing import (DETECTORS, RELEASES, SPECTRA_PER_NIGHT, designation, nebula_params, night_params, object_name,
                         ondrejov_stem, plate_of, plate_params)
 from .types import Synth, SynthConfig
@@ -173,7 +177,8 @@ def make_spectrum(index: int, seed: int, kind: str, cfg: SynthConfig, layout: st
     """Generate spectrum ``index`` of a run (arrays, header values, truth); nothing is written.
 
     ``layout`` and ``compression`` override the configured draw (tests use them to cover every
-    format); everything else stays as it would be.
+    format); everything else stays as it would be. This is the LRS (or Ondřejov) spectrum of the
+    index even where :func:`mrs_choice` makes the archive's file ``index`` an MRS file.
     """
     if kind not in KIND_CODES:
         raise UsageError(f"kind must be one of {sorted(KIND_CODES)}, got {kind!r}")
@@ -204,10 +209,13 @@ def write_spectrum(out_dir: str, s: Synth, gzip_level: int = 2) -> int:
 TRUTH_COLUMNS = ("index", "file", "kind", "format", "layout", "data_release", "star_id", "object", "class",
                  "label", "lamost_class", "spectral_type", "halpha_profile", "strength", "snr", "z", "ra",
                  "dec", "gzip", "compression", "dead_fibre", "bytes", "ha_ew_true", "ha_ew_west_true", "nebular",
-                 "nebular_ha_ew", "nebular_rv", "nebular_nii_ratio", "nebular_sii_ratio")
-"""The truth table's columns. H-alpha (Å, negative = emission, vacuum; Ondřejov air converted), both
-on the noiseless model in the West et al. 2011 line band 6557.61-6571.61 Å, pixels whose centres
-lie in it, pixel width ``(w[i+1] - w[i-1]) / 2``:
+                 "nebular_ha_ew", "nebular_rv", "nebular_nii_ratio", "nebular_sii_ratio", "exposure", "mjd",
+                 "exptime", "empty", "n_cosmic", "emission_scale")
+"""The truth table's columns: one row per LRS or Ondřejov file, one row per red-arm table of an MRS
+file (``COADD_R`` and each ``R-<LMJM>``: the ``spectra`` rows the ingest makes of it, keyed by
+``(file, exposure)``); rows sorted by ``(index, exposure)``. H-alpha (Å, negative = emission,
+vacuum; Ondřejov air converted), both on the noiseless model in the West et al. 2011 line band
+6557.61-6571.61 Å, pixels whose centres lie in it, pixel width ``(w[i+1] - w[i-1]) / 2``:
 
 - ``ha_ew_true``: ``sum(1 - F/Fc)`` with ``Fc`` the true continuum (the model without lines: for
   stars, ``F/Fc`` is the normalised line spectrum, TiO bands included, plus any nebular residual);
@@ -220,16 +228,121 @@ lie in it, pixel width ``(w[i+1] - w[i-1]) / 2``:
   ``nebular_sii_ratio`` ([S II] 6718 + 6733 / H-alpha flux): null without one.
 
 ``strength`` stays the star's own (the nebular residual left out).
+
+Per exposure (MRS; see :func:`mrs_truth_rows`):
+
+- ``exposure``: the table's EXTNAME (``COADD_R``, ``R-<LMJM>``); ``""`` for a one-spectrum file;
+- ``mjd``: mid-exposure UTC MJD (a co-add's the mean of its exposures'); LAMOST LRS: the plate's
+  ``DATE-OBS`` (:func:`~spectraldl.synth.formats.plate_mid_mjd`); Ondřejov: null;
+- ``exptime`` (s; a co-add's the sum of its non-empty exposures'); LAMOST LRS: the plate's
+  ``EXPTIME``; Ondřejov: null;
+- ``empty``: a cloud-covered exposure (about 1 % of the light: the ingest's ``low_signal``), or
+  a co-add of nothing else; such a row's ``class`` is ``unknown``, as for an LRS dead fibre over
+  H-alpha; False for one-spectrum files;
+- ``n_cosmic``: cosmic-ray hits in the table (1-3 pixels each; co-adds 0); null for
+  one-spectrum files;
+- ``emission_scale``: the star's H-alpha emission EW in this exposure over its mean (1.0 for
+  absorption stars; a co-add's the mean over its exposures); null for one-spectrum files.
 """
+
+MRS_RELEASE = {"dr7": "DR7", "dr9": "DR9"}
+"""``data_release`` of an MRS file by layout (its ``DATA_V`` card)."""
+MRS_CLASS = {"absorption": "absorption", "single": "emission", "mdwarf": "emission", "double": "double_peak"}
+"""``class`` of an MRS star by H-alpha profile (LRS truth: single, P Cygni and M dwarf emission are
+``emission``, double peaks ``double_peak``)."""
+
+
+def mrs_choice(index: int, seed: int, kind: str, cfg: SynthConfig) -> tuple[str, bool] | None:
+    """Whether file ``index`` of a run is an MRS file, and how it is written.
+
+    The draw uses a generator of its own, ``default_rng([seed, 1, 0x3ED, index])``: three
+    uniforms for "is MRS" (< ``mrs_fraction``), the layout (``dr9`` when < ``mrs_dr9_fraction``,
+    else ``dr7``) and gzip (< ``gzip_fraction``). Nothing else draws from it.
+
+    Returns
+    -------
+    tuple of (str, bool) or None
+        ``(layout, gzip)`` for an MRS file; None for an LRS file, for every Ondřejov file and
+        whenever ``mrs_fraction`` is 0.
+    """
+    if kind != "lamost" or cfg.mrs_fraction <= 0.0:
+        return None
+    u = np.random.default_rng([seed, KIND_CODES["lamost"], 0x3ED, index]).random(3)
+    if u[0] >= cfg.mrs_fraction:
+        return None
+    return ("dr9" if u[1] < cfg.mrs_dr9_fraction else "dr7"), bool(u[2] < cfg.gzip_fraction)
+
+
+def mrs_truth_rows(m: MrsSynth, gzip: bool, nbytes: int) -> list[dict[str, Any]]:
+    """The truth rows of MRS file ``m``: ``COADD_R``, then each ``R-<LMJM>`` (sorted by ``exposure``).
+
+    Parameters
+    ----------
+    m : MrsSynth
+        The file, from :func:`~spectraldl.synth.mrs.make_mrs`.
+    gzip : bool
+        Written as ``.fits.gz``.
+    nbytes : int
+        The bytes written (every row of the file carries them).
+
+    Returns
+    -------
+    list of dict
+        Every column of :data:`TRUTH_COLUMNS`. The file's columns: ``kind`` ``lamost``, ``format``
+        ``lamost_mrs``, ``data_release`` from the layout (:data:`MRS_RELEASE`), ``object`` the
+        designation, ``lamost_class`` ``STAR``, ``label`` -1, ``star_id`` null (each MRS file is
+        a star of its own), ``z`` the star's RV / c, ``halpha_profile`` the star's profile
+        (``absorption``, ``single``, ``mdwarf``, ``double``), ``dead_fibre`` and ``nebular``
+        False, ``nebular_ha_ew`` 0.0, ``strength`` null. Per table: ``class`` from the profile
+        (:data:`MRS_CLASS`; ``unknown`` when empty), ``snr`` (median S/N per pixel of the written
+        flux in 6500-6760 Å), ``ha_ew_true``, ``ha_ew_west_true``, ``mjd``, ``exptime``,
+        ``empty``, ``n_cosmic``, ``emission_scale``.
+    """
+    t, p = m.truth, m.primary
+    common = {"index": m.index, "file": m.relpath + (".gz" if gzip else ""), "kind": "lamost",
+              "format": "lamost_mrs", "layout": m.layout, "data_release": MRS_RELEASE[m.layout], "star_id": None,
+              "object": p["desig"], "label": -1, "lamost_class": "STAR", "spectral_type": t["spectral_type"],
+              "halpha_profile": t["profile"], "strength": None, "z": round(t["rv"] / ph.C_KMS, 8), "ra": p["ra"],
+              "dec": p["dec"], "gzip": gzip, "compression": "gzip" if gzip else "none", "dead_fibre": False,
+              "bytes": nbytes, "nebular": False, "nebular_ha_ew": 0.0}
+    rows = []
+    for tab in (m.table("COADD_R"), *m.red_exposures):
+        e = tab.truth
+        rows.append(dict(common, exposure=tab.name, snr=e["snr"], ha_ew_true=e["ha_ew_true"],
+                         ha_ew_west_true=e["ha_ew_west_true"], mjd=float(e["mjd"]), exptime=float(e["exptime"]),
+                         empty=bool(e["empty"]), n_cosmic=len(e.get("cosmic_hits", ())),
+                         emission_scale=float(e["emission_scale"]),
+                         **{"class": "unknown" if e["empty"] else MRS_CLASS[t["profile"]]}))
+    return sorted(rows, key=lambda r: r["exposure"])
 
 
 def generate_indices(out_dir: str, indices: Iterable[int], seed: int, kind: str, cfg: SynthConfig) -> Iterator[dict[str, Any]]:
-    """Generate and write the spectra ``indices``; yield one truth row per file."""
+    """Generate and write the files ``indices``; yield their truth rows.
+
+    File ``i`` is an MRS file where :func:`mrs_choice` says so (:func:`~spectraldl.synth.mrs.make_mrs`
+    with the run's seed, written as the real archive names it, ``<lmjd>/<planid>/med-...fits[.gz]``),
+    otherwise :func:`make_spectrum`'s.
+
+    Yields
+    ------
+    dict
+        The columns of :data:`TRUTH_COLUMNS`: one row per LRS or Ondřejov file, one per red-arm
+        table of an MRS file (:func:`mrs_truth_rows`), in ``(index, exposure)`` order.
+    """
     for i in indices:
-        s = make_spectrum(int(i), seed, kind, cfg)
+        i = int(i)
+        choice = mrs_choice(i, seed, kind, cfg)
+        if choice is not None:
+            layout, gz = choice
+            m = make_mrs(i, seed, layout)
+            nbytes = write_mrs(out_dir, m, gzip=gz, gzip_level=cfg.gzip_level)
+            for row in mrs_truth_rows(m, gz, nbytes):
+                yield {c: row.get(c) for c in TRUTH_COLUMNS}
+            continue
+        s = make_spectrum(i, seed, kind, cfg)
         nbytes = write_spectrum(out_dir, s, cfg.gzip_level)
         row = dict(s.truth, file=s.relpath, layout=s.layout, compression=s.compression,
-                   gzip=s.compression != "none", bytes=nbytes)
+                   gzip=s.compression != "none", bytes=nbytes, exposure="", empty=False)
         yield {c: row.get(c) for c in TRUTH_COLUMNS}
 
 
@@ -359,8 +472,8 @@ def _lamost(index: int, rng: np.random.Generator, star: dict, star_id: int, cate
     truth = {"format": {"dr1": "lamost_lrs_dr1", "dr9": "lamost_lrs_coadd"}.get(layout, "lamost_lrs_image"),
              "data_release": f"DR{release}", "object": desig, "class": cls, "lamost_class": lclass,
              "spectral_type": stype, "strength": strength, "snr": round(snr, 2), "z": z, "ra": ra, "dec": dec,
-             "dead_fibre": bool(dead), "nebular": neb is not None,
-             **halpha_truth(wl, model, cont, neb_flux)}
+             "dead_fibre": bool(dead), "nebular": neb is not None, "mjd": plate_mid_mjd(pp["seed"], pp["lmjd"]),
+             "exptime": pp["exptime"], **halpha_truth(wl, model, cont, neb_flux)}
     if neb is not None:
         truth.update(nebular_rv=round(neb["rv"], 3), nebular_nii_ratio=round(neb["nii"], 4),
                      nebular_sii_ratio=round(neb["sii"], 4))

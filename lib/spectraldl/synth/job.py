@@ -1,8 +1,9 @@
 """The Spark plan of ``spark-submit.sh synth``: spectra written in the tasks, truth on the driver.
 
-``range(n)`` is split into partitions; each task generates and writes its spectra (see
+``range(n)`` is split into partitions; each task generates and writes its files (see
 :mod:`spectraldl.synth.generate`, whose output depends only on the index) and returns their
-truth rows; the driver sorts the rows by index and writes ``truth.parquet``, ``truth.csv`` and,
+truth rows (one per file, one per red-arm table of an MRS file); the driver sorts the rows by
+``(index, exposure)`` and writes ``truth.parquet``, ``truth.csv`` and,
 for Ondřejov, ``labels.csv`` in the format of the real label file. The output directory must be
 one that every executor can write: a local path in local mode, a shared file system on a cluster.
 """
@@ -25,7 +26,8 @@ ONDREJOV_ID_PREFIX = "ivo://asu.cas.cz/stel/ccd700/"
 _TYPES = {"index": "int64", "star_id": "int64", "label": "int64", "bytes": "int64", "strength": "float64",
           "snr": "float64", "z": "float64", "ra": "float64", "dec": "float64", "gzip": "bool", "dead_fibre": "bool",
           "ha_ew_true": "float64", "ha_ew_west_true": "float64", "nebular": "bool", "nebular_ha_ew": "float64",
-          "nebular_rv": "float64", "nebular_nii_ratio": "float64", "nebular_sii_ratio": "float64"}
+          "nebular_rv": "float64", "nebular_nii_ratio": "float64", "nebular_sii_ratio": "float64",
+          "mjd": "float64", "exptime": "float64", "empty": "bool", "n_cosmic": "int64", "emission_scale": "float64"}
 
 
 def _schema():
@@ -46,12 +48,13 @@ def local_dir(out: str) -> str:
 
 
 def write_truth(out: str, rows: list[dict[str, Any]], kind: str) -> None:
-    """``truth.parquet``, ``truth.csv`` and (Ondřejov) ``labels.csv`` under ``out``."""
+    """``truth.parquet``, ``truth.csv`` and (Ondřejov) ``labels.csv`` under ``out``; rows sorted by
+    ``(index, exposure)``."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = sorted(rows, key=lambda r: r["index"])
+    rows = sorted(rows, key=lambda r: (r["index"], r["exposure"]))
     table = pa.Table.from_pylist(rows, schema=_schema())
     pq.write_table(table, os.path.join(out, "truth.parquet"))
     df = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
@@ -71,7 +74,8 @@ def run_synth(spark, out: str, n: int, seed: int, kind: str, config: dict[str, A
     out : str
         Output directory (created; existing files of the same names are overwritten).
     n : int
-        Number of spectra.
+        Number of files (indices ``0 .. n-1``; a fraction ``synth.mrs_fraction`` of LAMOST ones are
+        MRS files with several truth rows each).
     seed : int
         The run's seed: the same seed gives byte-identical files whatever the partitioning.
     kind : {"lamost", "ondrejov"}
@@ -81,8 +85,10 @@ def run_synth(spark, out: str, n: int, seed: int, kind: str, config: dict[str, A
     Returns
     -------
     dict
-        ``files``, ``bytes``, ``classes`` (counts), ``formats`` (counts), ``partitions``,
-        ``seconds``, ``files_per_second``, ``out``, ``kind``, ``seed``.
+        ``files`` (files written), ``mrs_files`` (of them MRS), ``spectra`` (truth rows), ``bytes``
+        (of the files), ``gzip`` (files gzipped), ``classes`` (truth rows per class), ``formats``
+        (files per format), ``partitions``, ``seconds``, ``files_per_second``, ``out``, ``kind``,
+        ``seed``; Ondřejov also ``labels`` (files per label name).
     """
     if n < 1:
         raise UsageError(f"--n must be >= 1, got {n}")
@@ -103,13 +109,17 @@ def run_synth(spark, out: str, n: int, seed: int, kind: str, config: dict[str, A
     rows = sc.parallelize(range(n), parts).mapPartitions(task).collect()
     write_truth(out, rows, kind)
     seconds = time.time() - t0
+    files: dict[int, dict[str, Any]] = {}
+    for r in rows:  # an MRS file's rows share the file's columns
+        files.setdefault(r["index"], r)
     summary = {
-        "out": out, "kind": kind, "seed": seed, "files": len(rows), "partitions": parts,
-        "bytes": int(sum(r["bytes"] for r in rows)), "seconds": round(seconds, 2),
-        "files_per_second": round(len(rows) / seconds, 1) if seconds > 0 else None,
+        "out": out, "kind": kind, "seed": seed, "files": len(files), "partitions": parts,
+        "bytes": int(sum(r["bytes"] for r in files.values())), "seconds": round(seconds, 2),
+        "files_per_second": round(len(files) / seconds, 1) if seconds > 0 else None,
         "classes": dict(sorted(Counter(r["class"] for r in rows).items())),
-        "formats": dict(sorted(Counter(r["format"] for r in rows).items())),
-        "gzip": sum(1 for r in rows if r["gzip"]),
+        "formats": dict(sorted(Counter(r["format"] for r in files.values()).items())),
+        "gzip": sum(1 for r in files.values() if r["gzip"]),
+        "mrs_files": sum(1 for r in files.values() if r["format"] == "lamost_mrs"), "spectra": len(rows),
     }
     if kind == "ondrejov":
         summary["labels"] = {name: summary["classes"].get(name, 0) for name in LABEL_CODES}

@@ -18,13 +18,17 @@ Truth (:class:`MrsSynth` ``.truth`` and each :class:`MrsExposure` ``.truth``): t
 RV, H-alpha profile), per exposure the LMJM, the mid-exposure UTC MJD, EXPTIME, whether it is
 empty (clouds: ~1 % of the light, no usable signal: ``low_signal``), the H-alpha emission EW
 that exposure carries (it changes from exposure to exposure for emission stars), the true
-H-alpha EW on the noiseless model, and the cosmic-ray hits (pixel indices in the order the
-reader returns, ascending wavelength, and their wavelengths). Co-adds have no cosmic rays (the
-pipeline rejects them) and average the non-empty exposures.
+H-alpha EW on the noiseless model (``ha_ew_true`` against the true continuum, ``ha_ew_west_true``
+against the West et al. side bands, both on the exposure's float64 grid; red tables only), and
+the cosmic-ray hits (pixel indices in the order the reader returns, ascending wavelength, and
+their wavelengths). Co-adds have no cosmic rays (the pipeline rejects them) and average the
+non-empty exposures.
 
 Deterministic by ``(seed, index)``; nothing here changes the LRS/Ondřejov generator's output.
-The synthetic LAMOST archive does not yet include MRS files (a ``[synth]`` MRS fraction can come
-with the ingest integration): :func:`make_mrs` and :func:`write_mrs` make them on demand.
+The synthetic LAMOST archive includes MRS files when ``synth.mrs_fraction`` > 0
+(:func:`spectraldl.synth.generate.generate_indices`, truth rows from
+:func:`spectraldl.synth.generate.mrs_truth_rows`); :func:`make_mrs` and :func:`write_mrs` also make
+them on demand.
 """
 from __future__ import annotations
 
@@ -176,6 +180,7 @@ def make_mrs(index: int, seed: int, layout: str = "dr7", *, n_exposures: int | N
             good_cont = (w > 6500) & (w < 6760) if arm == "R" else slice(None)
             snr = float(np.median((flux * np.sqrt(ivar))[good_cont]))
             ha = ph.halpha_ew(w, norm) if arm == "R" else None
+            ha_west = ph.halpha_ew(w, model / ph.west_continuum(w, model)) if arm == "R" else None
             t = MrsExposure(f"{arm}-{lmjm}", arm, w, loglam, flux.astype(np.float32), ivar, mask,
                             descending=arm == "R",
                             header={"lmjm": lmjm, "exptime": exptime, "snr": round(max(snr, 0.0), 2)},
@@ -184,6 +189,7 @@ def make_mrs(index: int, seed: int, layout: str = "dr7", *, n_exposures: int | N
                                    "cosmic_hits": [sorted(h) for h in hits], "cosmic_wavelengths": hit_w,
                                    "emission_scale": round(float(ew_scale[k]), 4),
                                    "ha_ew_true": None if ha is None else round(float(ha), 4),
+                                   "ha_ew_west_true": None if ha_west is None else round(float(ha_west), 4),
                                    "snr": round(snr, 2)})
             exp_tables[arm].append(t)
     used = [k for k in range(nexp) if k not in empty] or list(range(nexp))
@@ -206,8 +212,11 @@ def make_mrs(index: int, seed: int, layout: str = "dr7", *, n_exposures: int | N
                                   header={"lmjms": [lmjms[k] for k in used], "snr": round(max(snr, 0.0), 2)},
                                   truth={"mjd": float(np.mean([mids[k] for k in used])),
                                          "exptime": float(exptime * len(used)),
+                                         "emission_scale": round(float(np.mean(ew_scale[used])), 4),
                                          "empty": all(k in empty for k in range(nexp)),
                                          "ha_ew_true": round(float(ph.halpha_ew(w, norm)), 4) if arm == "R" else None,
+                                         "ha_ew_west_true": round(float(ph.halpha_ew(w, model / ph.west_continuum(w, model))), 4)
+                                         if arm == "R" else None,
                                          "cosmic_pixels": [], "snr": round(snr, 2)}))
     tables = coadds + exp_tables["B"] + exp_tables["R"]
     if layout == "dr9":  # WAVELENGTH is stored as float32: that is what the reader returns
