@@ -1,9 +1,12 @@
 """The synthetic archive generator: round trips through the readers, realism against the real
-files, determinism under any Spark partitioning, the Ondřejov label file."""
+files, determinism under any Spark partitioning, the Ondřejov label file, MRS files in the LAMOST
+archive with truth per red exposure."""
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib.util
+import json
 import warnings
 from collections import Counter
 
@@ -12,17 +15,21 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from astropy.io import fits
+from scipy.ndimage import median_filter
 
 from conftest import ROOT
 from spectraldl.cli import run
+from spectraldl.config import ConfigError, load_config
 from spectraldl.halpha import measure_halpha
 from spectraldl.io import read_spectrum
 from spectraldl.io.fits import load_bytes
-from spectraldl.synth import SynthConfig, make_spectrum, write_spectrum
+from spectraldl.io.lamost_mrs import read_mrs_exposures
+from spectraldl.synth import TRUTH_COLUMNS, SynthConfig, generate_indices, make_spectrum, write_spectrum
 from spectraldl.synth.fitswrite import NO_VALUE, Raw, card
 from spectraldl.synth.formats import encode
 from spectraldl.synth.observing import nebula_params, plate_of, plate_params
 from spectraldl.synth.job import run_synth
+from spectraldl.synth.mrs import make_mrs, mrs_bytes
 
 CFG = SynthConfig.defaults()
 READER_ID = {"dr1": "lamost_lrs_dr1", "dr2": "lamost_lrs_image", "dr3_8": "lamost_lrs_image",
@@ -384,3 +391,134 @@ def test_nebular_fractions_follow_the_settings(lamost_run):
         assert sum(p is not None for p in plates[:64]) == pytest.approx(64 * frac, abs=1.5)   # any 64 plates
         assert np.median([p["ha_ew"] for p in got]) == pytest.approx(strength, rel=0.1)
     assert all(nebula_params(p, 9, NO_NEBULA) is None for p in range(1000))
+
+
+# -- 6. MRS files in the LAMOST archive ------------------------------------------------------------------
+NO_MRS = SynthConfig.defaults(["synth.mrs_fraction=0.0"])
+WITH_MRS = SynthConfig.defaults(["synth.mrs_fraction=0.3"])
+OLD_COLUMNS = TRUTH_COLUMNS[:TRUTH_COLUMNS.index("exposure")]
+# 64 LAMOST files of seed 5 made by the generator before it could write MRS files (commit 3aa69ee):
+# sha256 over (path, sha256 of the decompressed bytes) and over the truth rows' columns of then (all but
+# ``bytes``, which depends on the gzip library)
+NO_MRS_FILES_SHA256 = "17aed661eab991432fd7052a7032cc7e4c5c5faad7c5296a70987a74ba8fc79d"
+NO_MRS_TRUTH_SHA256 = "0de3adef84f355ae2b12fb86a64aa035b4e67cfcb0f3652e5092e1a8205c2c60"
+
+
+def _content_digest(out):
+    h = hashlib.sha256()
+    for p in sorted(out.rglob("*")):
+        if p.is_file():
+            raw = p.read_bytes()
+            data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+            h.update(p.relative_to(out).as_posix().encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+def _mjd(date_obs: str) -> float:
+    return float((np.datetime64(date_obs) - np.datetime64("1858-11-17T00:00:00")) / np.timedelta64(1, "ms")) / 86400e3
+
+
+def test_an_archive_without_mrs_files_is_what_it_was(tmp_path):
+    rows = list(generate_indices(str(tmp_path), range(64), 5, "lamost", NO_MRS))
+    assert _content_digest(tmp_path) == NO_MRS_FILES_SHA256
+    cols = [c for c in OLD_COLUMNS if c != "bytes"]
+    assert hashlib.sha256(json.dumps([[r[c] for c in cols] for r in rows], default=str).encode()).hexdigest() \
+        == NO_MRS_TRUTH_SHA256
+    # the new columns of one-spectrum files: no exposure, the plate's DATE-OBS and EXPTIME
+    assert all(r["exposure"] == "" and r["empty"] is False and r["n_cosmic"] is None
+               and r["emission_scale"] is None for r in rows)
+    for r in rows[:8]:
+        h = load_bytes((tmp_path / r["file"]).read_bytes()).primary
+        assert r["mjd"] == pytest.approx(_mjd(h["DATE-OBS"]), abs=1e-6) and r["exptime"] == h["EXPTIME"]
+    ond = list(generate_indices(str(tmp_path / "ond"), range(3), 5, "ondrejov", WITH_MRS))
+    assert all(r["format"].startswith("ondrejov") and r["mjd"] is None for r in ond)   # never MRS
+
+
+def test_mrs_settings_are_range_checked():
+    for key in ("mrs_fraction", "mrs_dr9_fraction"):
+        with pytest.raises(ConfigError, match=f"synth.{key} = 1.5: must be in"):
+            load_config("local", None, [f"synth.{key}=1.5"])
+
+
+def _pulls(s):
+    """(flux - its 11-pixel running median) * sqrt(ivar): cosmic-ray hits stand out above 10."""
+    return (s.flux - median_filter(s.flux.astype(float), 11, mode="nearest")) * np.sqrt(s.ivar)
+
+
+def test_lamost_archive_with_mrs_files_has_truth_per_red_exposure(spark, tmp_path):
+    config = {"synth": {**WITH_MRS.__dict__, "lamost_formats": dict(WITH_MRS.lamost_formats), "partitions": 3}}
+    out = tmp_path / "mrs"
+    summary = run_synth(spark, str(out), 60, 5, "lamost", config)
+    table = pq.read_table(out / "truth.parquet")
+    for col, typ in (("exposure", "string"), ("mjd", "double"), ("exptime", "double"), ("empty", "bool"),
+                     ("n_cosmic", "int64"), ("emission_scale", "double")):
+        assert str(table.schema.field(col).type) == typ, col
+    rows = table.to_pylist()
+    assert [(r["index"], r["exposure"]) for r in rows] == sorted((r["index"], r["exposure"]) for r in rows)
+    assert pd.read_csv(out / "truth.csv", keep_default_na=False)["exposure"].tolist() == [r["exposure"] for r in rows]
+    files = {}
+    for r in rows:
+        files.setdefault(r["index"], []).append(r)
+    mrs = {i: rs for i, rs in files.items() if rs[0]["format"] == "lamost_mrs"}
+    assert sorted(files) == list(range(60)) and 10 <= len(mrs) <= 26
+    assert summary["files"] == 60 and summary["mrs_files"] == len(mrs) and summary["spectra"] == len(rows)
+    assert summary["bytes"] == sum(p.stat().st_size for p in out.rglob("*.fits*"))
+    assert summary["formats"]["lamost_mrs"] == len(mrs) and sum(summary["formats"].values()) == 60
+    assert {rs[0]["layout"] for rs in mrs.values()} == {"dr7", "dr9"} and any(rs[0]["gzip"] for rs in mrs.values())
+    # the one-spectrum files are those of an archive without MRS files, and their truth rows too
+    plain = tmp_path / "plain"
+    old = {r["index"]: r for r in generate_indices(str(plain), range(60), 5, "lamost", NO_MRS)}
+    for i, rs in files.items():
+        if i not in mrs:
+            assert len(rs) == 1 and rs[0] == old[i] and rs[0]["exposure"] == ""
+            assert (out / rs[0]["file"]).read_bytes() == (plain / rs[0]["file"]).read_bytes()
+    varying = empties = hits = 0
+    for i, rs in mrs.items():
+        f = rs[0]
+        m = make_mrs(i, 5, f["layout"])                      # the generator's record of the file
+        path = out / f["file"]
+        raw = path.read_bytes()
+        assert (raw[:2] == b"\x1f\x8b") == f["gzip"] == path.name.endswith(".fits.gz")
+        assert gzip.decompress(raw) == mrs_bytes(m) if f["gzip"] else raw == mrs_bytes(m)
+        lmjd, planid = str(m.primary["lmjd"]), m.primary["planid"]
+        assert f["file"].startswith(f"{lmjd}/{planid}/med-{lmjd}-{planid}_sp") and f["bytes"] == len(raw)
+        assert f["data_release"] == {"dr7": "DR7", "dr9": "DR9"}[f["layout"]]
+        exposures = read_mrs_exposures(load_bytes(raw, path.name))
+        # one truth row per red table the reader returns: COADD_R and every R-<LMJM>, no blue one
+        assert [r["exposure"] for r in rs] == [name for name, _ in exposures] == \
+            ["COADD_R"] + [t.name for t in m.red_exposures]
+        level = max(np.median(s.flux) for _, s in exposures)
+        rv_line = 6564.61 * (1 + m.truth["rv"] / 299792.458)
+        for r, (name, s) in zip(rs, exposures):
+            for key in ("file", "kind", "format", "layout", "data_release", "object", "ra", "dec", "gzip", "bytes",
+                        "spectral_type", "halpha_profile", "z", "lamost_class", "label"):
+                assert r[key] == f[key], key
+            assert r["object"] == s.meta["designation"] and r["ra"] == pytest.approx(s.meta["ra"], abs=1e-9)
+            assert r["mjd"] == pytest.approx(s.meta["mjd"], abs=1e-9) and r["exptime"] == s.meta["exptime"]
+            t = m.table(name).truth
+            assert r["ha_ew_true"] == t["ha_ew_true"] and r["emission_scale"] == t["emission_scale"]
+            # empty exposures: about 1 % of the light of the file's brightest table
+            if level > 0 and not all(x["empty"] for x in rs):
+                assert r["empty"] == (np.median(s.flux) < 0.05 * level), (i, name)
+            empties += r["empty"]
+            # cosmic rays: each counted hit is in the file, and no other spike (away from the line)
+            assert r["n_cosmic"] == len(t.get("cosmic_hits", [])) and (name != "COADD_R" or r["n_cosmic"] == 0)
+            pull = _pulls(s)
+            spikes = np.ones(s.flux.size, bool)
+            for h in t.get("cosmic_hits", []):
+                assert pull[h].max() > 10, (i, name, h)
+                spikes[max(h[0] - 1, 0):h[-1] + 2] = False
+            assert not (pull[spikes & (np.abs(s.wavelength - rv_line) > 5)] > 10).any(), (i, name)
+            hits += r["n_cosmic"]
+            # classes as the LRS truth has them; an empty exposure's like a dead fibre's: unknown
+            want = {"absorption": "absorption", "single": "emission", "mdwarf": "emission", "double": "double_peak"}
+            assert r["class"] == ("unknown" if r["empty"] else want[r["halpha_profile"]])
+            assert (r["ha_ew_true"] < 0) == (r["halpha_profile"] != "absorption")
+            assert r["ha_ew_west_true"] == t["ha_ew_west_true"] == pytest.approx(r["ha_ew_true"], rel=0.1, abs=1.0)
+        scales = {r["emission_scale"] for r in rs[1:] if not r["empty"]}
+        if f["halpha_profile"] != "absorption" and len(scales) > 1:
+            varying += 1
+            ews = [r["ha_ew_true"] for r in rs[1:] if not r["empty"]]
+            assert len(set(ews)) == len(ews)            # emission that changes between exposures
+    assert varying >= 3 and empties >= 1 and hits > 20
+    assert summary["classes"] == dict(sorted(Counter(r["class"] for r in rows).items()))
