@@ -141,11 +141,12 @@ class Header:
     """A FITS header looked up by keyword; values are parsed on first access.
 
     The header text is kept whole with an index from the first ten columns of each card
-    (``"KEYWORD = "``) to the card's offset, built with one slice per card: a file costs only the
-    values it reads. ``header[key]`` raises ``KeyError`` like a dict; :meth:`get` returns a
-    default. For a keyword that occurs more than once the first card wins, as in astropy.
-    Commentary cards (``COMMENT``, ``HISTORY``, blank, or any card without ``= `` in columns
-    9-10) hold no value and are not keys.
+    (``"KEYWORD = "``) to the card's offset: a file costs only the values it reads. The index
+    depends only on the sequence of those ten-column keys, which the files of one release
+    share, so it is built once per sequence (:func:`_header_index`). ``header[key]`` raises
+    ``KeyError`` like a dict; :meth:`get` returns a default. For a keyword that occurs more than
+    once the first card wins, as in astropy. Commentary cards (``COMMENT``, ``HISTORY``, blank,
+    or any card without ``= `` in columns 9-10) hold no value and are not keys.
     """
 
     __slots__ = ("_text", "_index", "_cache", "ncards")
@@ -155,11 +156,7 @@ class Header:
         if raw is None:
             raw = text.encode("ascii")
         n = len(raw) // CARD
-        # the ten-byte keys of all cards in one numpy pass (twice as fast as a slice per card);
-        # reversed, so that the first occurrence of a keyword wins
-        keys = np.ndarray((n,), dtype="S10", buffer=raw, strides=(CARD,)).tolist() if n else []
-        keys.reverse()
-        self._index = dict(zip(keys, range((n - 1) * CARD, -1, -CARD)))
+        self._index = _header_index(raw, n) if n else {}
         self._cache: dict[str, Any] = {}
         self.ncards = n
 
@@ -204,7 +201,50 @@ class Header:
             return value
         return None
 
+    def first_texts(self, groups: tuple[tuple[bytes, ...], ...]) -> list[str | None]:
+        """For each group of card keys (:func:`card_key` of keywords in order of preference), the
+        value field (columns 11-80) of the first card present, else None; unparsed, so that a
+        caller converting the values itself makes one pass over the header."""
+        index, text = self._index, self._text
+        out: list[str | None] = []
+        for keys in groups:
+            for k in keys:
+                i = index.get(k)
+                if i is not None:
+                    out.append(text[i + 10:i + CARD])
+                    break
+            else:
+                out.append(None)
+        return out
 
+
+def _header_index(raw: bytes, n: int) -> dict[bytes, int]:
+    """``{first ten columns of a card: offset of its first occurrence}`` for the ``n`` cards of
+    ``raw``; shared, read-only, by every header with the same sequence of keys.
+
+    The keys are cut out in one numpy pass and looked up as one byte string (a dict probe of a
+    few kB); a new sequence is indexed (reversed, so that the first occurrence of a keyword
+    wins) and remembered unless the header is huge (the cache starts afresh when full).
+    """
+    keys = np.ndarray((n,), dtype="S10", buffer=raw, strides=(CARD,))
+    seq = keys.tobytes()
+    index = _HEADER_INDEXES.get(seq)
+    if index is None:
+        klist = keys.tolist()
+        klist.reverse()
+        index = dict(zip(klist, range((n - 1) * CARD, -1, -CARD)))
+        if n <= _INDEXED_MAX_CARDS:
+            if len(_HEADER_INDEXES) >= _INDEXED_MAX_LAYOUTS:
+                _HEADER_INDEXES.clear()
+            _HEADER_INDEXES[seq] = index
+    return index
+
+
+#: Bounds of the header-index cache: at most this many key sequences, each of at most this many
+#: cards (the 136 real LAMOST files have 14; a full cache of 1000-card headers holds ~15 MB).
+_INDEXED_MAX_LAYOUTS = 128
+_INDEXED_MAX_CARDS = 1000
+_HEADER_INDEXES: dict[bytes, dict[bytes, int]] = {}
 _MISSING = object()
 _TABLE_LAYOUTS: dict[tuple, tuple[list[str], np.dtype]] = {}
 
@@ -232,13 +272,17 @@ def _card_value(key: str, text: str) -> Any:
 _CARD_KEYS: dict[str, bytes] = {}
 
 
+def card_key(key: str) -> bytes:
+    """``b"KEY     = "``: the first ten columns of a valued card of ``key``."""
+    return f"{key:<8}= ".encode("ascii", "replace")
+
+
 def _card_key(key: str) -> bytes:
-    """``b"KEY     = "``: the first ten columns of a valued card of ``key`` (memoised: readers
-    ask for the same few dozen keywords in every file)."""
+    """:func:`card_key`, memoised (readers ask for the same few dozen keywords in every file)."""
     try:
         return _CARD_KEYS[key]
     except KeyError:
-        ck = f"{key:<8}= ".encode("ascii", "replace")
+        ck = card_key(key)
         if len(_CARD_KEYS) < 4096:  # keys come from code, but a table's TTYPEn/TFORMn are many
             _CARD_KEYS[key] = ck
         return ck

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .fits import Header
+from .fits import _FLOAT_RE, _NUMBER_START, Header, card_key, parse_value
 from .spectrum import META_KEYS
 
 
@@ -103,6 +103,91 @@ _META_CARDS: tuple[tuple[str, tuple[str, ...], Any], ...] = (
 assert set(META_KEYS) <= {k for k, _, _ in _META_CARDS}
 
 
+#: The keywords of :data:`_META_CARDS` as card keys, for :meth:`Header.first_texts`.
+_META_GROUPS = tuple(tuple(card_key(k) for k in cards) for _, cards, _ in _META_CARDS)
+#: :func:`parse_value` returned None (an empty value field): the key is left to the next header.
+_NEXT = object()
+
+
+def _text_str(t: str) -> Any:
+    """``_str(parse_value(t))`` (or :data:`_NEXT`), a quoted string without escaped quotes
+    taken directly."""
+    s = t.lstrip()
+    if s[:1] == "'":
+        end = s.find("'", 1)
+        if end > 0 and s[end + 1:end + 2] != "'":
+            return s[1:end].strip() or None
+    v = parse_value(t)
+    return _NEXT if v is None else _str(v)
+
+
+def _number_field(t: str) -> str | None:
+    """The value field of ``t`` when :func:`parse_value` would read it as a number (the
+    comment and blanks removed), else None."""
+    field = t.split("/", 1)[0].strip()
+    if field[:1] in _NUMBER_START and "_" not in field:
+        return field
+    return None
+
+
+def _text_float(t: str) -> Any:
+    """``_float(parse_value(t))`` (or :data:`_NEXT`), numbers parsed directly."""
+    field = _number_field(t)
+    if field is not None:
+        if (field[1:] if field[0] in "+-" else field).isdigit():
+            f = float(int(field))
+            return None if f == PLACEHOLDER else f
+        if _FLOAT_RE.match(field):
+            f = float(field.replace("D", "E").replace("d", "e"))
+            return None if f == PLACEHOLDER else f
+    v = parse_value(t)
+    return _NEXT if v is None else _float(v)
+
+
+def _text_int(t: str) -> Any:
+    """``_int(parse_value(t))`` (or :data:`_NEXT`), integers parsed directly."""
+    field = _number_field(t)
+    if field is not None and (field[1:] if field[0] in "+-" else field).isdigit():
+        v = int(field)
+        return v if _INT64[0] <= v <= _INT64[1] else None
+    v = parse_value(t)
+    return _NEXT if v is None else _int(v)
+
+
+def _text_deg(t: str) -> Any:
+    """``sexagesimal_to_deg(parse_value(t))`` (or :data:`_NEXT`): a number is degrees, read
+    directly; anything else (a sexagesimal string: RA in hours) goes through
+    :func:`parse_value`."""
+    field = _number_field(t)
+    if field is not None:
+        if (field[1:] if field[0] in "+-" else field).isdigit():
+            return float(int(field))
+        if _FLOAT_RE.match(field):
+            return float(field.replace("D", "E").replace("d", "e"))
+    return _NEXT
+
+
+def _text_ra(t: str) -> Any:
+    v = _text_deg(t)
+    if v is _NEXT:
+        v = parse_value(t)
+        return _NEXT if v is None else _ra(v)
+    return v
+
+
+def _text_dec(t: str) -> Any:
+    v = _text_deg(t)
+    if v is _NEXT:
+        v = parse_value(t)
+        return _NEXT if v is None else _dec(v)
+    return v
+
+
+_FROM_TEXT = {_str: _text_str, _float: _text_float, _int: _text_int, _ra: _text_ra, _dec: _text_dec}
+#: (meta key, conversion of a value field) in the order of :data:`_META_CARDS`.
+_META_TEXT = tuple((key, _FROM_TEXT[convert]) for key, _, convert in _META_CARDS)
+
+
 def normalise_meta(*headers: Header) -> dict[str, Any]:
     """Collect :data:`~spectraldl.io.spectrum.META_KEYS` from one or more headers (first wins).
 
@@ -110,15 +195,25 @@ def normalise_meta(*headers: Header) -> dict[str, Any]:
     (DR3+), ``DESIG``, string ``FIBERID``, no ``OBSID`` before DR3, sexagesimal ``RA``/``DEC``.
     In each header the first keyword present gives the value; a header where it is empty
     (or absent) leaves the key to the next header.
+
+    The value fields are converted straight from the card text (``_text_*``: the same values as
+    :func:`~spectraldl.io.fits.parse_value` followed by the conversions of :data:`_META_CARDS`,
+    in one call per key).
     """
+    texts = [h.first_texts(_META_GROUPS) for h in headers]
     meta: dict[str, Any] = {}
-    for key, cards, convert in _META_CARDS:
+    j = 0
+    for key, convert in _META_TEXT:
         v = None
-        for h in headers:
-            v = h.first(*cards)
-            if v is not None:
-                break
-        meta[key] = convert(v)
+        for tx in texts:
+            t = tx[j]
+            if t is not None:
+                v = convert(t)
+                if v is not _NEXT:
+                    break
+                v = None
+        meta[key] = v
+        j += 1
     return meta
 
 
