@@ -49,6 +49,7 @@ IMAGE64 = "lamost/podondra_spectraml/spec-55916-B5591606_sp01-001.fits"   # DR2,
 IMAGE32 = "lamost/podondra_bt-spectraldl/bt-cmi-lamost.fits"              # DR1, 5 x 3899 float32
 COADD = "lamost/LiangJunC_PyLASP/3703110.fits"                            # DR10 COADD table
 MRS = "lamost/hypergravity_laspec/med-58408-TD230151N343645T01_sp01-015.fits"
+MRS_CLOUDY = "lamost/hypergravity_laspec/med-58268-HIP95119KP01_sp12-076.fits.gz"
 ONDREJOV_TABLE = "ondrejov/podondra_bt-spectraldl/td240024.fits"
 ONDREJOV_IRAF = "ondrejov/podondra_bt-spectraldl/samples_bt-cmi-ondrejov.fits"
 
@@ -542,10 +543,11 @@ def _ondrejov_iraf(p: Path) -> None:
     _write(p, real_bytes(ONDREJOV_IRAF))
 
 
-@kind("mrs", "unsupported_format")
-def _mrs(p: Path) -> None:
-    """A LAMOST medium-resolution (MRS) file: not mixed with LRS vectors."""
-    _write(p, real_bytes(MRS))
+@kind("mrs_cloudy", "low_signal")
+def _mrs_cloudy(p: Path) -> None:
+    """A LAMOST medium-resolution night through clouds: its co-add holds no usable flux (the
+    corpus runs with ``mrs.exposures = false``, one row per file)."""
+    _write(p, real_bytes(MRS_CLOUDY))
 
 
 @kind("empty_primary", "unknown_format")
@@ -590,6 +592,12 @@ def _twin(p: Path) -> list[Path]:
 def _good_link(p: Path) -> None:
     """A symbolic link to a good file outside the archive."""
     os.symlink(REAL / IMAGE32, p)
+
+
+@kind("mrs", None)
+def _mrs(p: Path) -> None:
+    """A LAMOST medium-resolution (MRS) night: its red co-add is ingested, blurred to R 1,800."""
+    _write(p, real_bytes(MRS))
 
 
 @kind("nan_inf_sprinkled", None)

@@ -24,7 +24,8 @@ from spectraldl.preprocess import PreprocessSettings, preprocess
 from spectraldl.warehouse import Warehouse
 
 pytestmark = pytest.mark.realdata
-OVERRIDES = [f"io.max_bytes={TEST_MAX_BYTES}", "ingest.paths_per_task=20"]
+#: One row per file: MRS files give their co-add only (every exposure: tests/test_ingest.py).
+OVERRIDES = [f"io.max_bytes={TEST_MAX_BYTES}", "ingest.paths_per_task=20", "mrs.exposures=false"]
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def test_report_from_scores(spark, setup):
     for name in ("catalogue.csv", "catalogue.vot", "labelling.csv", "counts.png", "probabilities.png", "sky.png"):
         assert os.path.getsize(os.path.join(out, name)) > 0, name
     lab = pd.read_csv(os.path.join(out, "labelling.csv"))
-    assert list(lab.columns) == ["source_path", "designation", "predicted", "p_emission", "p_absorption",
+    assert list(lab.columns) == ["source_path", "exposure", "designation", "predicted", "p_emission", "p_absorption",
                                  "p_double_peak", "entropy", "label"] and len(lab) == 6
     assert lab.entropy.is_monotonic_decreasing
     cat = pd.read_csv(os.path.join(out, "catalogue.csv"))
@@ -139,7 +139,7 @@ def test_known_emitters_are_candidates_in_the_real_archive(spark, tmp_path):
     wh = tmp_path / "wh"
     run_ingest(spark, str(REAL / "lamost"), str(wh), cfg)
     s = run_score(spark, str(wh), cfg, "default")
-    assert s["scored"] == 127  # 123 + the 4 DR10 spectra with nebular contamination
+    assert s["scored"] == 158  # 123 + the 4 DR10 spectra with nebular contamination + 31 MRS co-adds and exposures
     rep = run_report(spark, str(wh), cfg, top=5)
     cat = pd.read_csv(os.path.join(os.path.dirname(rep["report"]), "catalogue.csv"))
     pairs = pd.read_csv(REAL / "labels/cross-matched-pairs.csv")

@@ -34,8 +34,9 @@ EMISSION_PROFILES = ("single", "double", "pcygni", "filled")
 #: Significance of an equivalent-width change between two epochs that makes a star variable.
 VARIABILITY_SIGMA = 3.0
 #: Units and UCDs of the catalogue's columns (VOTable).
-UNITS = {"ra": "deg", "dec": "deg", "mjd_first": "d", "mjd_last": "d", **{c: "0.1nm" for c in ("ha_ew_median", "ha_ew_min", "ha_ew_max", "ha_ew",
-                                                               "ha_ew_err")}}  # Å, as the VOUnit standard writes it
+UNITS = {"ra": "deg", "dec": "deg", "mjd_first": "d", "mjd_last": "d",
+         **{c: "0.1nm" for c in ("ha_ew_median", "ha_ew_min", "ha_ew_max", "ha_ew",
+                                 "ha_ew_err")}}  # Å, as the VOUnit standard writes it
 UCDS = {"designation": "meta.id;meta.main", "ra": "pos.eq.ra;meta.main", "dec": "pos.eq.dec;meta.main",
         "obsid": "meta.id", "p_best": "stat.probability", "p_mean": "stat.probability",
         "p_emission": "stat.probability", "p_absorption": "stat.probability", "p_double_peak": "stat.probability",
