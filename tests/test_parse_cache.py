@@ -101,3 +101,62 @@ def test_header_index_cache_is_bounded(monkeypatch):
 def test_small_headers(text):
     h = Header(text)
     assert h.ncards == len(text) // 80 and ("SIMPLE" in h) == bool(text)
+
+
+def _lrs_like(seed: int, n: int = 3909):
+    """A LAMOST-like spectrum on the shared read-only log-linear grid."""
+    import numpy as np
+
+    from spectraldl.io.wavelength import _loglinear_grid
+    rng = np.random.default_rng(seed)
+    w = _loglinear_grid(3.5682, 1e-4, n)
+    flux = 100 + 0.01 * (w - 6000) + rng.normal(0, 2, n)
+    flux -= 40 * np.exp(-0.5 * ((w - 6564.61) / 3) ** 2)
+    ivar = np.full(n, 0.25)
+    return w, flux.astype(np.float32), ivar.astype(np.float32), np.zeros(n, np.float32)
+
+
+def test_shared_grid_shortcuts_give_the_same_bits():
+    """A read-only shared grid (remembered by identity) and a writeable copy (computed afresh)
+    give the same vector and measurements, with and without masked pixels."""
+    import numpy as np
+
+    from spectraldl.halpha import measure_halpha
+    from spectraldl.preprocess import preprocess
+    for seed in range(20):
+        w, flux, ivar, mask = _lrs_like(seed)
+        if seed % 3 == 1:
+            mask[np.searchsorted(w, 6540.0) + seed] = 4  # a masked pixel in the window
+        if seed % 3 == 2:
+            ivar[np.searchsorted(w, 6564.0)] = 0  # a pixel without ivar
+        copy = np.array(w)
+        assert not w.flags.writeable and copy.flags.writeable
+        for _ in range(2):  # the second call hits the caches
+            v1, f1 = preprocess(w, flux, andmask=mask)
+            v2, f2 = preprocess(copy, flux, andmask=mask)
+            assert v1.tobytes() == v2.tobytes() and f1 == f2
+            assert measure_halpha(w, flux, ivar, mask) == measure_halpha(copy, flux, ivar, mask)
+
+
+def test_column_wavelength_shares_equal_grids_only():
+    import numpy as np
+
+    from spectraldl.io.errors import SpectrumError
+    from spectraldl.io.wavelength import check_wavelength, column_wavelength
+    base = np.linspace(3700.0, 9100.0, 3000)
+    a = column_wavelength(base.astype(">f8"), "a")
+    b = column_wavelength(base.astype(">f8"), "b")
+    assert a is b and not a.flags.writeable and a.dtype == np.float64
+    assert a.tobytes() == check_wavelength(base, None).tobytes()
+    other = base.copy()
+    other[1500] += 1e-9  # same ends, same length: the lookup key matches, the bytes do not
+    c = column_wavelength(other.astype(">f8"), "c")
+    assert c is not a and c.tobytes() == other.tobytes()
+    f4 = column_wavelength(base.astype(">f4"), "d")
+    assert f4.tobytes() == check_wavelength(base.astype(np.float32), None).tobytes()
+    bad = base.copy()
+    bad[10] = bad[9]
+    with pytest.raises(SpectrumError, match="strictly increasing"):
+        column_wavelength(bad.astype(">f8"), "e")
+    with pytest.raises(SpectrumError, match="strictly increasing"):
+        column_wavelength(bad.astype(">f8"), "e")  # a refused grid is never remembered

@@ -81,6 +81,7 @@ LAMOST LRS spectrum on the development machine (bench/halpha_check.py); the gene
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -302,6 +303,11 @@ class HalphaResult:
 # Band edges per (settings, resolving power); the wavelength-only work per grid ("geometry")
 
 _isfinite = np.isfinite
+# ufunc reductions called directly: ``x.min()``, ``x.any()`` ... go through Python wrappers
+# (numpy.core._methods) that cost more than the reduction of a few hundred pixels
+_min = np.minimum.reduce
+_max = np.maximum.reduce
+_all = np.logical_and.reduce
 _INF = float("inf")
 _SQRT2 = math.sqrt(2.0)
 
@@ -310,7 +316,7 @@ class _Plan:
     """Band edges for one (settings, R), searched in one call, and the geometries of the grids."""
 
     __slots__ = ("settings", "R", "edges", "outer", "fwhm_inst_ha", "fwhm_max", "near_dlam", "nii_ok",
-                 "sii_lo_edge", "sii_hi_edge", "geoms")
+                 "sii_lo_edge", "sii_hi_edge", "geoms", "shared")
 
     def __init__(self, s: HalphaSettings, R: float) -> None:
         self.settings = s
@@ -340,6 +346,8 @@ class _Plan:
         self.fwhm_max = s.nebular_fwhm_factor * s.ha_center / R
         self.near_dlam = s.filled_max_offset_kms / C_KMS * s.ha_center
         self.geoms: dict[tuple[bool, bool, bytes], Any] = {}
+        #: id of a shared read-only grid -> (weak reference, a, b, geometry): see :func:`_grid_geometry`
+        self.shared: dict[int, tuple[Any, int, int, Any]] = {}
 
 
 _PLANS: dict[tuple[int, float], _Plan] = {}
@@ -724,7 +732,7 @@ def _classify(lam: np.ndarray, r: np.ndarray, sig: np.ndarray, ew_sig: float | N
             info["pcyg_kms"] = (_parabola(lam, -r, it) - s.ha_center) / s.ha_center * C_KMS
             return "pcygni", ip, info
         return "single", ip, info
-    zmin = float(z.min())
+    zmin = float(_min(z))
     if zmin <= -s.k_absorption:  # a filled core needs troughs
         left = np.minimum.accumulate(r)[:-2]            # min of r[:i] for i = 1..n-2
         right = np.minimum.accumulate(r[::-1])[-3::-1]  # min of r[i+1:]
@@ -844,26 +852,17 @@ def _measure_fast(w: np.ndarray, flux: Any, ivar: Any, andmask: Any, p: _Plan) -
     if flux.shape != (n,) or (ivar is not None and ivar.shape != (n,)) \
             or (andmask is not None and andmask.shape != (n,)):
         return None
-    o = w.searchsorted(p.outer).tolist()
-    a = o[0]
-    b = o[2] if w[-1] >= p.sii_hi_edge else o[1]
-    key = (a > 0, b < n, w[a - 1 if a else 0:b + 1].tobytes())
-    g = p.geoms.get(key)
-    if g is None:
-        g = _geometry(w, a, b, p) or _NO_GEOMETRY
-        if len(p.geoms) > 256:
-            p.geoms.clear()
-        p.geoms[key] = g
+    a, b, g = _grid_geometry(w, n, p)
     if g is _NO_GEOMETRY:
         return None
-    if andmask is not None and andmask[a:b].any():
+    if andmask is not None and np.count_nonzero(andmask[a:b]):
         return None
     f = np.asarray(flux[a:b], dtype=np.float64)
     iv = None
     if ivar is not None:
         iv = np.asarray(ivar[a:b], dtype=np.float64)
     # flux exactly 0 (no data written) or not finite somewhere: general path
-    if np.count_nonzero(f) != f.size or not _isfinite(f).all():
+    if np.count_nonzero(f) != f.size or not _all(_isfinite(f)):
         return None
     lin = (f @ g.W).tolist()
     fc = lin[0]
@@ -880,7 +879,7 @@ def _measure_fast(w: np.ndarray, flux: Any, ivar: Any, andmask: Any, p: _Plan) -
     if iv is None:
         var = np.maximum(f * (1.0 / fc), 1.0) * rms2
         vs = (var @ g.V).tolist()
-    elif iv.min() > 0 and iv.max() < _INF:
+    elif _min(iv) > 0 and _max(iv) < _INF:
         var = 1.0 / iv
         vs = (var @ g.V).tolist()
         snr = fc / math.sqrt(vs[1]) if vs[1] > 0 else None  # column 1: mean over the side bands
@@ -901,7 +900,7 @@ def _measure_fast(w: np.ndarray, flux: Any, ivar: Any, andmask: Any, p: _Plan) -
     ew_sig = ew / ew_err if ew_err > 0 else None
     l0, l1 = g.l0, g.l1
     rp = f[l0:l1] * (1.0 / fc) - 1.0
-    peak = float(rp.max()) + 1.0
+    peak = float(_max(rp)) + 1.0
     sp = np.sqrt(var[l0:l1] * (1.0 / fc2) + (fc_err2 / fc2 + s.sys_floor ** 2))
     lam = g.lam_line
     profile, ipk, info = classify_profile(lam, rp, sp, ew_sig, s, p.fwhm_inst_ha, g.binning)
@@ -938,6 +937,37 @@ def _measure_fast(w: np.ndarray, flux: Any, ivar: Any, andmask: Any, p: _Plan) -
 _EMISSION = frozenset(("single", "double", "pcygni", "filled"))
 
 
+def _grid_geometry(w: np.ndarray, n: int, p: _Plan) -> tuple[int, int, Any]:
+    """``(a, b, geometry)`` of the fast path for grid ``w``: the outer slice ``[a, b)`` and its
+    :class:`_Geom` (or :data:`_NO_GEOMETRY`), remembered by the grid's values there.
+
+    A read-only grid that owns its memory (the LAMOST readers share one such array per
+    wavelength solution between files) is also remembered by identity, which spares the search
+    and the key; its values cannot change while it is alive, and the weak reference tells when it
+    is gone and its id may be reused.
+    """
+    shared = not w.flags.writeable and w.base is None
+    if shared:
+        hit = p.shared.get(id(w))
+        if hit is not None and hit[0]() is w:
+            return hit[1], hit[2], hit[3]
+    o = w.searchsorted(p.outer).tolist()
+    a = o[0]
+    b = o[2] if w[-1] >= p.sii_hi_edge else o[1]
+    key = (a > 0, b < n, w[a - 1 if a else 0:b + 1].tobytes())
+    g = p.geoms.get(key)
+    if g is None:
+        g = _geometry(w, a, b, p) or _NO_GEOMETRY
+        if len(p.geoms) > 256:
+            p.geoms.clear()
+        p.geoms[key] = g
+    if shared:
+        if len(p.shared) > 256:
+            p.shared.clear()
+        p.shared[id(w)] = (weakref.ref(w), a, b, g)
+    return a, b, g
+
+
 def _result(ew: float, ew_err: float, peak: float, fwhm: float | None, snr: float | None,
             profile: str | None, info: dict[str, Any], nii: float | None, sii: float | None,
             flags: list[str], p: _Plan) -> HalphaResult:
@@ -946,10 +976,16 @@ def _result(ew: float, ew_err: float, peak: float, fwhm: float | None, snr: floa
     # (a narrow residual, or one too weak to rise out of the star's absorption)
     nebular = forb is not None and forb >= p.settings.nebular_snr and (
         fwhm <= p.fwhm_max if fwhm is not None else profile not in _EMISSION)
-    return HalphaResult(ha_ew=ew, ha_ew_err=ew_err, ha_peak=peak, ha_fwhm=fwhm, ha_snr=snr,
-                        ha_profile=profile, ha_sep_kms=info.get("sep_kms"),
-                        ha_pcyg_kms=info.get("pcyg_kms"), nii_snr=nii, sii_snr=sii,
-                        nebular=nebular, ha_flag=",".join(flags) if flags else None)
+    # the frozen dataclass filled without its __init__ (twelve object.__setattr__ calls)
+    r = _new_result(HalphaResult)
+    r.__dict__.update(ha_ew=ew, ha_ew_err=ew_err, ha_peak=peak, ha_fwhm=fwhm, ha_snr=snr,
+                      ha_profile=profile, ha_sep_kms=info.get("sep_kms"),
+                      ha_pcyg_kms=info.get("pcyg_kms"), nii_snr=nii, sii_snr=sii,
+                      nebular=nebular, ha_flag=",".join(flags) if flags else None)
+    return r
+
+
+_new_result = object.__new__
 
 
 def _measure_general(w: np.ndarray, flux: Any, ivar: Any, andmask: Any, R: float,

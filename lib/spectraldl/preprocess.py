@@ -88,27 +88,45 @@ _sum = np.add.reduce
 _min = np.minimum.reduce
 
 
-def _window(w: np.ndarray, s: PreprocessSettings) -> tuple[int, int, np.ndarray]:
-    """``(i0, i1, side)``: the pixels with ``window_start <= w <= window_stop``, and which of
-    them lie outside the H-alpha core. Remembered for the read-only wavelength grids the LAMOST
-    readers share between files (a dozen distinct grids cover a release), computed otherwise."""
+def _window(w: np.ndarray, s: PreprocessSettings) -> tuple[int, int, np.ndarray, tuple | None]:
+    """``(i0, i1, side, fit)``: the pixels with ``window_start <= w <= window_stop``, which of
+    them lie outside the H-alpha core, and for a shared grid :func:`_side_fit`. Remembered for
+    the read-only wavelength grids the LAMOST readers share between files (a dozen distinct grids
+    cover a release), computed otherwise (``fit`` None)."""
     key = (id(w), id(s))  # ids, not hashes: hashing the settings costs more than the search
     hit = _WINDOWS.get(key)
     if hit is not None and hit[0]() is w and hit[1] is s:
-        return hit[2], hit[3], hit[4]
+        return hit[2], hit[3], hit[4], hit[5]
     i0 = int(w.searchsorted(s.window_start, side="left"))
     i1 = int(w.searchsorted(s.window_stop, side="right"))
     ww = w[i0:i1]
     side = (ww < s.core_start) | (ww > s.core_stop)
+    fit = None
     if not w.flags.writeable:  # a shared grid: its values cannot change under the cache
         if len(_WINDOWS) > 1024:
             _WINDOWS.clear()
         side.flags.writeable = False
-        _WINDOWS[key] = (weakref.ref(w), s, i0, i1, side)  # holds s: its id stays its own
-    return i0, i1, side
+        fit = _side_fit(ww, side)
+        _WINDOWS[key] = (weakref.ref(w), s, i0, i1, side, fit)  # holds s: its id stays its own
+    return i0, i1, side, fit
 
 
-_WINDOWS: dict[tuple[int, int], tuple[Any, PreprocessSettings, int, int, np.ndarray]] = {}
+def _side_fit(ww: np.ndarray, side: np.ndarray) -> tuple | None:
+    """What the continuum fit of a window whose pixels are all good takes from the grid alone:
+    ``(nside, xm, dx, sxx, ww - xm)``, each computed as :func:`preprocess` computes it (so the
+    results are the same bits); None with fewer than 2 side pixels."""
+    nside = np.count_nonzero(side)
+    if nside < 2:
+        return None
+    x = ww[side]
+    xm = _sum(x) / nside
+    dx = x - xm
+    dww = ww - xm
+    dx.flags.writeable = dww.flags.writeable = False
+    return nside, xm, dx, float(dx @ dx), dww
+
+
+_WINDOWS: dict[tuple[int, int], tuple[Any, PreprocessSettings, int, int, np.ndarray, tuple | None]] = {}
 
 
 def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None = None,
@@ -152,7 +170,7 @@ def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None
         lo, hi = (w[0], w[-1]) if w.size else (np.nan, np.nan)
         raise SpectrumError("window_not_covered", name,
                             f"{lo:.1f}-{hi:.1f} Å does not cover {s.window_start}-{s.window_stop} Å")
-    i0, i1, side_w = _window(w, s)
+    i0, i1, side_w, fit = _window(w, s)
     ww = w[i0:i1]
     fw = np.asarray(flux[i0:i1], dtype=np.float64)
     finite = np.isfinite(fw)
@@ -164,11 +182,22 @@ def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None
         g = (andmask[i0:i1] == 0) & finite
     else:
         g = finite
-    valid_fraction = np.count_nonzero(g) / g.size if g.size else 0.0
+    ngood = np.count_nonzero(g)
+    valid_fraction = ngood / g.size if g.size else 0.0
     if valid_fraction < s.min_valid_fraction:
         raise SpectrumError("too_few_valid_pixels", name,
                             f"{valid_fraction:.0%} good pixels in the window (need {s.min_valid_fraction:.0%})")
-    if s.continuum == "linear":
+    every = ngood == g.size  # all good: the grid-only parts of the fit may come from the cache
+    if s.continuum == "linear" and every and fit is not None:
+        nside, xm, dx, sxx, dww = fit
+        y = fw[side_w]
+        ym = _sum(y) / nside
+        slope = float(dx @ (y - ym)) / sxx
+        cont = ym + slope * dww
+        if not _min(cont) > 0:  # NaN fails too
+            raise SpectrumError("no_signal", name, "continuum <= 0 in the window")
+        fw = fw / cont
+    elif s.continuum == "linear":
         side = g & side_w  # good pixels outside the H-alpha core
         nside = np.count_nonzero(side)
         if nside < 2:
@@ -182,7 +211,7 @@ def preprocess(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray | None
         if not _min(cont) > 0:  # NaN fails too
             raise SpectrumError("no_signal", name, "continuum <= 0 in the window")
         fw = fw / cont
-    vec = np.interp(s.grid, ww[g], fw[g])
+    vec = np.interp(s.grid, ww, fw) if every else np.interp(s.grid, ww[g], fw[g])
     if s.normalisation == "zscore":
         mean = _sum(vec) / vec.size
         d = vec - mean

@@ -12,7 +12,7 @@ from .errors import SpectrumError
 from .fits import FitsFile
 from .meta import normalise_meta
 from .spectrum import Spectrum
-from .wavelength import check_wavelength, loglinear_wavelength
+from .wavelength import column_wavelength, loglinear_wavelength
 
 FORMATS = ("lamost_lrs_coadd",)
 
@@ -41,8 +41,8 @@ def read(ff: FitsFile) -> Spectrum:
     if flux.ndim != 1 or flux.size == 0:
         raise SpectrumError("bad_shape", ff.name, "FLUX is not a 1-D array")
     n = flux.size
-    wl = _row(cols, "WAVELENGTH")
-    wavelength = check_wavelength(wl, ff.name) if wl is not None else loglinear_wavelength(ff.primary, n, ff.name)
+    wavelength = (column_wavelength(cols["WAVELENGTH"][0], ff.name) if "WAVELENGTH" in cols
+                  else loglinear_wavelength(ff.primary, n, ff.name))
     ivar, andmask = _row(cols, "IVAR"), _row(cols, "ANDMASK")
     for key, arr in (("WAVELENGTH", wavelength), ("IVAR", ivar), ("ANDMASK", andmask)):
         if arr is not None and arr.shape != (n,):

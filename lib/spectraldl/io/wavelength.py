@@ -42,6 +42,36 @@ def _loglinear_grid(c0: float, c1: float, n: int) -> np.ndarray:
     return w
 
 
+def column_wavelength(row: np.ndarray, name: str | None) -> np.ndarray:
+    """:func:`check_wavelength` of a table's wavelength row (any float dtype and byte order),
+    as one shared read-only array per distinct grid.
+
+    The files of a release store one of a few grids (3 among the 29 real DR9+ COADD files), so
+    the checked float64 grid is remembered by the row's bytes: a file with the same bytes gets
+    the same array, which the preprocessing and the H-alpha measurements recognise by identity.
+    The lookup key is the dtype, the size and the first and last 64 bytes; a hit is confirmed on
+    all the bytes, so a different grid is never returned. Rows longer than
+    :data:`_CACHED_MAX_PIXELS` and other shapes are checked and returned unshared.
+    """
+    if row.ndim != 1 or not 0 < row.size <= _CACHED_MAX_PIXELS or row.dtype.kind != "f":
+        return check_wavelength(np.asarray(row, dtype=row.dtype.newbyteorder("=")), name)
+    raw = row.tobytes()
+    key = (row.dtype.str, len(raw), raw[:64], raw[-64:])
+    hit = _COLUMN_GRIDS.get(key)
+    if hit is not None and hit[0] == raw:
+        return hit[1]
+    w = check_wavelength(np.array(row, dtype=np.float64), name)  # a copy: never a view of the file
+    w.flags.writeable = False
+    if len(_COLUMN_GRIDS) >= 64:
+        _COLUMN_GRIDS.clear()
+    _COLUMN_GRIDS[key] = (raw, w)
+    return w
+
+
+#: (dtype, size, first and last 64 bytes) -> (the row's bytes, its checked read-only grid).
+_COLUMN_GRIDS: dict[tuple[str, int, bytes, bytes], tuple[bytes, np.ndarray]] = {}
+
+
 def linear_wavelength(h: Header, n: int, name: str | None) -> np.ndarray:
     """The IRAF linear (or log-linear with ``DC-FLAG = 1``) solution CRVAL1/CDELT1/CRPIX1."""
     crval = _number(h, "CRVAL1")
