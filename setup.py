@@ -46,5 +46,5 @@ setup(
     python_requires=">=3.11,<3.12",
     # The pinned stack lives in requirements.txt (installed by ./spark-submit.sh setup);
     # here only what the library imports, unpinned, so a cluster image can supply it.
-    install_requires=["numpy", "pandas", "pyarrow", "pyarrow-hotfix", "astropy", "isal"],
+    install_requires=["numpy", "pandas", "pyarrow", "pyarrow-hotfix", "astropy", "isal", "scipy"],
 )

@@ -26,8 +26,8 @@ from ..lifecycle import JobRun, recorded_grid
 from ..score import SCORES_SCHEMA
 from ..warehouse import is_local, local_path, utc_now
 from . import plots
-from .catalogue import (ACKNOWLEDGEMENT, CATALOGUE_COLUMNS, group_by_star, is_star, labelling_export,
-                        select_candidates, split_nebular, write_votable)
+from .catalogue import (ACKNOWLEDGEMENT, CATALOGUE_COLUMNS, assign_stars, group_by_star, is_star, labelling_export,
+                        select_candidates, split_nebular, unit_vectors, write_votable)
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +139,9 @@ def _report_body(run: JobRun, s, meta: dict[str, Any], by_class: pd.DataFrame, o
     run.describe("select candidates")
     cond = (F.col("p_emission") >= thresholds["emission"]) | (F.col("p_double_peak") >= thresholds["double_peak"])
     cand = select_candidates(sm.filter(cond).toPandas(), thresholds)
-    star = cand[is_star(cand["lamost_class"])] if cfg["stars_only"] else cand
-    extragalactic = cand[~is_star(cand["lamost_class"])] if cfg["stars_only"] else cand.iloc[0:0]
-    obs = _observations(run, sm, star)
+    star = assign_stars(cand[is_star(cand)] if cfg["stars_only"] else cand, cfg["match_arcsec"])
+    extragalactic = cand[~is_star(cand)] if cfg["stars_only"] else cand.iloc[0:0]
+    obs = _observations(run, sm, star, cfg["match_arcsec"])
     stars, nebular = split_nebular(group_by_star(star, obs))
     stars.to_csv(out / "catalogue.csv", index=False)
     nebular.to_csv(out / "nebular.csv", index=False)
@@ -178,20 +178,37 @@ def _report_body(run: JobRun, s, meta: dict[str, Any], by_class: pd.DataFrame, o
             "n_variable": int(stars["ha_variable"].sum()), "variable_plotted": len(variable)}
 
 
-def _observations(run: JobRun, sm, cands: pd.DataFrame) -> pd.DataFrame:
-    """Every scored observation of the candidates' stars (same designation, or the same file when
-    there is none), with its measurements."""
-    keys = cands["designation"].dropna().drop_duplicates()
-    paths = cands.loc[cands["designation"].isna(), "source_path"]
+def _observations(run: JobRun, sm, cands: pd.DataFrame, radius_arcsec: float) -> pd.DataFrame:
+    """Every scored observation of the candidates' stars (:func:`assign_stars`), LRS and MRS:
+    the spectra within ``radius_arcsec`` of a star's mean position (designations of one star differ
+    between surveys), and for a candidate without coordinates its own file; with ``star``, the key
+    of the star each belongs to, and its measurements."""
+    from pyspark.sql import functions as F
     cols = [*SPECTRUM_KEY, "designation", *MEASURED]
-    if not len(keys) and not len(paths):
-        return sm.limit(0).select(*cols).toPandas()
-    run.describe(f"collect the observations of {len(keys) + len(paths)} candidate stars")
-    by_name = sm.join(run.spark.createDataFrame(pd.DataFrame({"designation": keys}), "designation string"),
-                      "designation", "left_semi")
-    by_path = sm.join(run.spark.createDataFrame(pd.DataFrame({"source_path": paths}), "source_path string"),
-                      "source_path", "left_semi")
-    return by_name.unionByName(by_path).select(*cols).toPandas().drop_duplicates(SPECTRUM_KEY)
+    pos = cands.groupby("star", sort=False)[["ra", "dec"]].mean().reset_index()
+    pos = pos[np.isfinite(pos["ra"]) & np.isfinite(pos["dec"])]
+    loose = cands.loc[~np.isfinite(pd.to_numeric(cands["ra"], errors="coerce"))
+                      | ~np.isfinite(pd.to_numeric(cands["dec"], errors="coerce")), ["star", "source_path"]]
+    if not len(pos) and not len(loose):
+        return sm.limit(0).select(*cols, F.lit("").alias("star")).toPandas()
+    run.describe(f"collect the observations of {len(pos) + len(loose)} candidate stars")
+    zone = radius_arcsec / 3600.0 * 4  # degrees of declination per zone: a match is in the same or a neighbour
+    xyz = unit_vectors(pos["ra"].to_numpy(float), pos["dec"].to_numpy(float))
+    zones = np.floor(pos["dec"].to_numpy(float) / zone).astype(np.int64)
+    small = pd.DataFrame({"star": np.repeat(pos["star"].to_numpy(object), 3), "zone": (zones[:, None] + [-1, 0, 1]).ravel(),
+                          "sx": np.repeat(xyz[:, 0], 3), "sy": np.repeat(xyz[:, 1], 3), "sz": np.repeat(xyz[:, 2], 3)})
+    stars = run.spark.createDataFrame(small, "star string, zone long, sx double, sy double, sz double")
+    r, d = F.radians("ra"), F.radians("dec")
+    near = (sm.filter(F.col("ra").isNotNull() & F.col("dec").isNotNull())
+            .withColumn("zone", F.floor(F.col("dec") / zone).cast("long"))
+            .join(F.broadcast(stars), "zone")
+            .filter(F.col("sx") * F.cos(d) * F.cos(r) + F.col("sy") * F.cos(d) * F.sin(r) + F.col("sz") * F.sin(d)
+                    >= float(np.cos(np.radians(radius_arcsec / 3600.0))))
+            .select(*cols, "star"))
+    if len(loose):
+        by_path = sm.join(run.spark.createDataFrame(loose, "star string, source_path string"), "source_path")
+        near = near.unionByName(by_path.select(*cols, "star"))
+    return near.toPandas().drop_duplicates(SPECTRUM_KEY)
 
 
 def _disagreements(run: JobRun, sm, out: Path, listed: int) -> dict[str, Any]:

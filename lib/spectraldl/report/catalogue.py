@@ -65,8 +65,52 @@ def select_candidates(scores: pd.DataFrame, thresholds: dict[str, float]) -> pd.
 
 
 def star_key(df: pd.DataFrame) -> pd.Series:
-    """The key observations of one star share: the LAMOST designation, else the file."""
-    return df["designation"].fillna(df["source_path"])
+    """The key observations of one star share: ``star`` where :func:`assign_stars` set it, else
+    the LAMOST designation, else the file."""
+    key = df["designation"].fillna(df["source_path"])
+    return df["star"].fillna(key) if "star" in df else key
+
+
+#: Observations of one star closer than this (arcsec) are grouped: LAMOST designations of one star
+#: differ between surveys and releases (the real MRS and LRS files of one F5 star: J192814.09+435531.0
+#: and J192814.09+435530.8, 0.2" apart).
+MATCH_ARCSEC = 3.0
+
+
+def unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """Cartesian unit vectors of (ra, dec) in degrees."""
+    r, d = np.radians(ra), np.radians(dec)
+    return np.column_stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)])
+
+
+def assign_stars(cands: pd.DataFrame, radius_arcsec: float = MATCH_ARCSEC) -> pd.DataFrame:
+    """``cands`` (best first) with ``star``: candidate spectra within ``radius_arcsec`` of each
+    other (friends of friends) are one star, keyed by its best spectrum's designation (its file
+    when it has none); spectra without coordinates keep their own key.
+
+    >>> df = pd.DataFrame({"designation": ["A", "B", "C"], "source_path": ["a", "b", "c"],
+    ...                    "ra": [10.0, 10.0 + 1 / 3600, 50.0], "dec": [20.0, 20.0, 20.0]})
+    >>> assign_stars(df)["star"].tolist()
+    ['A', 'A', 'C']
+    """
+    from scipy.sparse.csgraph import connected_components
+    from scipy.sparse import coo_matrix
+    from scipy.spatial import cKDTree
+
+    out = cands.copy()
+    own = cands["designation"].fillna(cands["source_path"]).to_numpy(object)
+    ra, dec = (pd.to_numeric(cands[c], errors="coerce").to_numpy(float) for c in ("ra", "dec"))
+    ok = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
+    star = own.copy()
+    if len(ok) > 1:
+        chord = 2.0 * np.sin(np.radians(radius_arcsec / 3600.0) / 2.0)
+        pairs = cKDTree(unit_vectors(ra[ok], dec[ok])).query_pairs(chord, output_type="ndarray")
+        graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(ok), len(ok)))
+        _, label = connected_components(graph, directed=False)
+        first = pd.Series(np.arange(len(ok))).groupby(label).transform("min").to_numpy()  # best first
+        star[ok] = own[ok][first]
+    out["star"] = star
+    return out
 
 
 def exposure_of(df: pd.DataFrame) -> pd.Series:
@@ -124,13 +168,16 @@ def group_by_star(cands: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFra
     -------
     DataFrame
         Per star: the best spectrum's probabilities, obsid, profile and EW; ``n_obs``,
-        ``n_candidate_obs``, ``n_emission_obs`` (observations whose measured profile is
+        ``n_candidate_obs`` (epochs above the thresholds; at least 1: an MRS co-add whose
+        exposures stay below counts as one), ``n_emission_obs`` (observations whose measured profile is
         emission); the median, minimum and maximum EW over the observations; ``ha_variable``
         (:func:`ew_variable` over the observations); ``nebular`` (every observation in emission,
         by the measurement or above the network's thresholds, is nebular); ``surveys`` (``LRS``,
         ``MRS`` or ``LRS,MRS``), ``mjd_first`` / ``mjd_last``. The observations are the star's
         :func:`epochs`. Stars without finite coordinates are left out.
     """
+    if "star" not in cands:
+        cands = assign_stars(cands)
     obs = observations.assign(k=star_key(observations), exposure=exposure_of(observations))
     obs = epochs(obs.drop_duplicates(["source_path", "exposure"]))
     for col in ("obsid", "ha_ew", "ha_ew_err", "ha_profile", "nebular", "mjd"):
@@ -145,7 +192,8 @@ def group_by_star(cands: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFra
         best = g.iloc[0]
         o = by_star.get(k)
         if o is None:
-            o = g.assign(survey=survey_of(g))
+            o = epochs(g).assign(survey=survey_of(g))
+        g_epochs = g[g["spectrum"].isin(o["spectrum"])]  # a co-add beside its exposures is no epoch
         ew = pd.to_numeric(o["ha_ew"], errors="coerce").to_numpy(float)
         err = pd.to_numeric(o["ha_ew_err"], errors="coerce").to_numpy(float)
         emitting = o["ha_profile"].isin(EMISSION_PROFILES).to_numpy()
@@ -163,7 +211,7 @@ def group_by_star(cands: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFra
             "designation": best["designation"], "ra": ra, "dec": dec,
             "obsid": b.get("obsid"), "candidate_class": best["candidate_class"],
             "p_best": float(best["p_candidate"]), "p_mean": float(g["p_candidate"].mean()),
-            "n_candidate_obs": int(len(g)), "n_obs": int(max(len(o), len(g))), "n_emission_obs": int(emitting.sum()),
+            "n_candidate_obs": max(int(len(g_epochs)), 1), "n_obs": int(len(o)), "n_emission_obs": int(emitting.sum()),
             "ha_ew_median": float(np.median(ew[finite])) if finite.any() else np.nan,
             "ha_ew_min": float(ew[finite].min()) if finite.any() else np.nan,
             "ha_ew_max": float(ew[finite].max()) if finite.any() else np.nan,
@@ -201,8 +249,11 @@ def split_nebular(stars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return out[0], out[1]
 
 
-def is_star(lamost_class: pd.Series) -> pd.Series:
-    return lamost_class.fillna("").str.upper().str.strip() == "STAR"
+def is_star(df: pd.DataFrame) -> pd.Series:
+    """Rows of stars: LAMOST CLASS ``STAR``, and MRS spectra without a class (the
+    medium-resolution survey observes stars; its files carry no CLASS)."""
+    cls = df["lamost_class"].fillna("").str.upper().str.strip()
+    return (cls == "STAR") | ((cls == "") & survey_of(df).eq("MRS"))
 
 
 def write_votable(df: pd.DataFrame, path: str, meta: dict[str, Any]) -> None:
@@ -211,7 +262,10 @@ def write_votable(df: pd.DataFrame, path: str, meta: dict[str, Any]) -> None:
     from astropy.io.votable.tree import Info
     from astropy.table import Table
 
-    t = Table.from_pandas(df.reset_index(drop=True))
+    df = df.reset_index(drop=True).copy()
+    for col in df.select_dtypes(include="object").columns:  # text columns: a VOTable char field cannot hold None
+        df[col] = df[col].fillna("").astype(str)
+    t = Table.from_pandas(df)
     for name, ucd in UCDS.items():
         if name in t.colnames:
             t[name].meta["ucd"] = ucd

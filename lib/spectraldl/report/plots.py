@@ -115,11 +115,11 @@ def ew_over_time(obs: pd.DataFrame, variable: pd.DataFrame, path: Path) -> None:
     """H-alpha EW of the variable stars listed, with error bars, on two time scales: over the
     years (every epoch, LRS circles and MRS exposures squares) and within a night (the MRS
     exposures of each night with several, minutes since the night's first)."""
-    from .catalogue import epochs, survey_of
+    from .catalogue import epochs, star_key, survey_of
     plt = _plt()
     fig, (ax, axn) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1.6, 1]})
     obs = epochs(obs.assign(exposure=obs["exposure"].fillna("") if "exposure" in obs else ""))
-    key = obs["designation"].fillna(obs["source_path"])
+    key = star_key(obs)
     nights = 0
     for i, (_, star) in enumerate(variable.iterrows()):
         o = obs[key == (star["designation"] if pd.notna(star["designation"]) else star["best_source_path"])]

@@ -1,0 +1,127 @@
+"""LAMOST medium-resolution (MRS) files through ingest, score and report, against synthetic truth
+and on the real star observed by both surveys."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REAL
+from spectraldl.config import load_config
+from spectraldl.ingest import run_ingest
+from spectraldl.report.build import run_report
+from spectraldl.score import run_score
+from spectraldl.synth.job import run_synth
+from spectraldl.warehouse import Warehouse
+
+KEY = ["source_path", "exposure"]
+
+
+@pytest.fixture(scope="module")
+def mrs_run(spark, tmp_path_factory):
+    """A synthetic LAMOST archive, half of its 40 files MRS (both layouts), ingested, scored by
+    the embedded model and reported."""
+    root = tmp_path_factory.mktemp("mrs")
+    cfg = load_config("local", overrides=["synth.mrs_fraction=0.5", "ingest.paths_per_task=10"])
+    synth = run_synth(spark, str(root / "arc"), 40, 11, "lamost", cfg)
+    s = run_ingest(spark, str(root / "arc"), str(root / "wh"), cfg)
+    run_score(spark, str(root / "wh"), cfg)
+    rep = run_report(spark, str(root / "wh"), cfg)
+    w = Warehouse(str(root / "wh"))
+    spectra, rejects, scores = (w.read_table(spark, t).toPandas() for t in ("spectra", "rejects", "scores"))
+    truth = pd.read_parquet(root / "arc" / "truth.parquet")
+    truth["source_path"] = str(root / "arc") + "/" + truth["file"]
+    cat = pd.read_csv(os.path.join(os.path.dirname(rep["report"]), "catalogue.csv"))
+    return synth, s, truth, spectra, rejects, scores, cat, rep
+
+
+def test_every_synthetic_exposure_has_its_outcome(mrs_run):
+    synth, s, truth, spectra, rejects, _, _, _ = mrs_run
+    mrs = truth[truth["format"] == "lamost_mrs"]
+    assert synth["mrs_files"] == mrs["file"].nunique() >= 12 and set(mrs["layout"]) == {"dr7", "dr9"}
+    assert s["seen"] == 40 == s["skipped"] + s["ingested"] + s["rejected"]
+    assert s["spectra"] + s["rejected_spectra"] == len(truth)  # one row per truth row, LRS and MRS
+    got = pd.concat([spectra[KEY].assign(outcome="ok"), rejects[KEY + ["reason"]].rename(columns={"reason": "outcome"})])
+    assert not got.duplicated(KEY).any()
+    m = mrs.merge(got, on=KEY, how="left")
+    assert m["outcome"].notna().all()
+    # clouded exposures (and co-adds of all-clouded nights) and nothing else are low_signal
+    assert (m.loc[m["empty"], "outcome"] == "low_signal").all() and m["empty"].sum() >= 5
+    assert (m.loc[~m["empty"], "outcome"] == "ok").all(), m.loc[~m["empty"] & (m["outcome"] != "ok")]
+
+
+def test_synthetic_mrs_truth_recovered(mrs_run):
+    """Network classes, equivalent widths, cosmic rays and times of the MRS spectra against truth."""
+    _, s, truth, spectra, _, scores, _, _ = mrs_run
+    mrs = truth[(truth["format"] == "lamost_mrs") & ~truth["empty"]]
+    m = mrs.merge(spectra, on=KEY, suffixes=("_true", "")).merge(scores[KEY + ["label"]], on=KEY,
+                                                                 suffixes=("_true", "_net"))
+    assert len(m) == len(mrs)
+    # the one model, trained on LRS-resolution spectra, on MRS spectra blurred to R 1,800
+    assert (m["label_net"] == m["class"]).mean() >= 0.95, pd.crosstab(m["class"], m["label_net"])
+    assert set(m.loc[m["class"] == "emission", "label_net"]) <= {"emission", "double_peak"}
+    # EW at R 7,500 on the cleaned pixels against the noiseless model's (Å)
+    d = (m["ha_ew"] - m["ha_ew_west_true"]).abs()
+    assert d.median() < 0.1 and d.quantile(0.95) < 0.5, (d.median(), d.quantile(0.95))
+    # cosmic rays: counted in the single exposures, none in co-adds (the pipeline removed them)
+    single = m["exposure"].str.startswith("R-")
+    found, true = m.loc[single, "n_cosmic_true"].sum(), m.loc[single, "n_cosmic"].sum()
+    assert 0.85 * found <= true <= 1.05 * found and (m.loc[~single, "n_cosmic"] == 0).all()
+    assert s["cosmic_rays_masked"] == int(spectra["n_cosmic"].fillna(0).sum())
+    assert np.allclose(m["mjd"], m["mjd_true"], atol=1e-6)
+
+
+def test_synthetic_mrs_variability_in_the_catalogue(mrs_run):
+    """Emission that changes from exposure to exposure makes the star ``ha_variable``; its
+    observations are its exposures (the co-add is their average, not an epoch)."""
+    _, _, truth, _, _, _, cat, rep = mrs_run
+    mrs = truth[(truth["format"] == "lamost_mrs") & ~truth["empty"] & truth["exposure"].str.startswith("R-")]
+    per_star = mrs.groupby("object").agg(cls=("class", "first"), lo=("ha_ew_true", "min"), hi=("ha_ew_true", "max"),
+                                         n=("exposure", "size"))
+    varying = per_star[per_star["cls"].isin(["emission", "double_peak"]) & (per_star["hi"] - per_star["lo"] > 1.0)]
+    assert len(varying) >= 5
+    c = cat.set_index("designation")
+    assert set(varying.index) <= set(c.index)
+    assert c.loc[varying.index, "ha_variable"].all()
+    assert (c.loc[varying.index, "surveys"] == "MRS").all()
+    assert (c.loc[varying.index, "n_obs"] == varying["n"]).all()
+    assert (c.loc[varying.index, "mjd_last"] - c.loc[varying.index, "mjd_first"] > 0.01).all()
+    absorbing = per_star[per_star["cls"] == "absorption"].index
+    assert not set(absorbing) & set(c.index)
+    assert rep["variable_stars"] >= len(varying)
+    assert os.path.getsize(os.path.join(os.path.dirname(rep["report"]), "ew-time.png")) > 0
+
+
+@pytest.mark.realdata
+def test_real_star_grouped_across_surveys(spark, tmp_path):
+    """The F5 star of the real MRS files has another designation in the LRS (0.2" away): with a
+    model that makes every spectrum a candidate, the catalogue has it once, from both surveys,
+    its epochs the LRS spectrum and the good nights' single exposures."""
+    from spectraldl.artifact import default_model_dir
+
+    lamost = REAL / "lamost"
+    arc = tmp_path / "arc"
+    arc.mkdir()
+    for p in list(lamost.rglob("med-*")) + list(lamost.rglob("spec-57287-KP193637N444141V03_sp10-161*")):
+        os.symlink(p, arc / p.name)
+    wh = tmp_path / "wh"
+    model = wh / "models" / "all-candidates"  # where the report finds a version's thresholds
+    shutil.copytree(default_model_dir(), model)
+    meta = json.loads((model / "model.json").read_text())
+    meta.update(version="all-candidates", thresholds={"emission": 0.0, "absorption": 1.0, "double_peak": 0.0})
+    (model / "model.json").write_text(json.dumps(meta))
+    cfg = load_config("local")
+    run_ingest(spark, str(arc), str(wh), cfg)
+    run_score(spark, str(wh), cfg, str(model))
+    rep = run_report(spark, str(wh), cfg, model_version="all-candidates")
+    cat = pd.read_csv(os.path.join(os.path.dirname(rep["report"]), "catalogue.csv"))
+    star = cat[cat["surveys"] == "LRS,MRS"]
+    assert len(star) == 1, cat[["designation", "surveys", "n_obs"]]
+    # 1 LRS spectrum + the single exposures of 58270, 58625, 58644, 58646, 58649 (4 + 3 + 4 + 3 + 4)
+    assert int(star["n_obs"].iloc[0]) == 19
+    assert star["mjd_first"].iloc[0] < 57300 < 58600 < star["mjd_last"].iloc[0]
+    assert len(cat) == 2  # and the other MRS star (med-58408), on its own
