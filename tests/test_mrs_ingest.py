@@ -125,3 +125,27 @@ def test_real_star_grouped_across_surveys(spark, tmp_path):
     assert int(star["n_obs"].iloc[0]) == 19
     assert star["mjd_first"].iloc[0] < 57300 < 58600 < star["mjd_last"].iloc[0]
     assert len(cat) == 2  # and the other MRS star (med-58408), on its own
+
+
+def test_mrs_rescan_follows_the_file(spark, mrs_run):
+    """A rescan skips unchanged MRS files; a changed one has all its rows (every exposure, its
+    rejects too) replaced, and its spectra scored again, keyed by (source_path, exposure)."""
+    _, s, truth, spectra, rejects, _, _, _ = mrs_run
+    wh = s["inputs"]["warehouse"]
+    cfg = load_config("local", overrides=["ingest.paths_per_task=10"])
+    again = run_ingest(spark, s["inputs"]["input"], wh, cfg)
+    assert (again["seen"], again["skipped"], again["spectra"]) == (40, 40, 0)
+    night = truth[(truth["format"] == "lamost_mrs") & truth["empty"]]["source_path"].iloc[0]  # a file with rejects
+    st = os.stat(night)
+    os.utime(night, (st.st_atime, st.st_mtime + 60))
+    third = run_ingest(spark, s["inputs"]["input"], wh, cfg)
+    rows = truth[truth["source_path"] == night]
+    assert (third["changed"], third["replaced"], third["ingested"]) == (1, 1, 1)
+    assert third["spectra"] + third["rejected_spectra"] == len(rows) > 2
+    w = Warehouse(wh)
+    sp2, rj2 = w.read_table(spark, "spectra").toPandas(), w.read_table(spark, "rejects").toPandas()
+    assert len(sp2) == len(spectra) and len(rj2) == len(rejects)
+    assert set(sp2.loc[sp2["source_path"] == night, "ingest_run"]) == {third["run_id"]}
+    assert set(rj2.loc[rj2["source_path"] == night, "ingest_run"]) == {third["run_id"]}
+    sc = run_score(spark, wh, cfg)
+    assert sc["scored"] == int((sp2["source_path"] == night).sum()) and sc["skipped"] == len(sp2) - sc["scored"]
