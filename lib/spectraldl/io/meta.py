@@ -1,6 +1,7 @@
 """Header keyword normalisation: one set of metadata keys whatever the release's drift."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -217,6 +218,7 @@ def normalise_meta(*headers: Header) -> dict[str, Any]:
     return meta
 
 
+@functools.lru_cache(maxsize=4096)  # the files of one plate share their DATE-OBS
 def date_to_mjd(text: Any) -> float | None:
     """MJD (UTC, days) of an ISO ``YYYY-MM-DD[Thh:mm:ss[.fff]]`` date (a ``DATE-OBS``), else None.
 
