@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UsageError
+from .ingest import SPECTRA_SCHEMA
 from .lifecycle import JobRun
 from .warehouse import Warehouse, is_local, local_path
 
@@ -179,9 +180,12 @@ def _tables(run: JobRun) -> list[tuple[str, Any]]:
     from pyspark.sql import functions as F
     parts = []
     if run.table_dirs("spectra"):
-        parts.append(("archive", run.read_table("spectra").select(
-            F.lit("archive").alias("source"), F.col("source_path").alias("key"),
-            F.coalesce("lamost_class", F.lit("none")).alias("cls"), "flux", "preprocess_id")))
+        mrs = F.col("exposure") != ""  # an MRS spectrum: its file and table; no LAMOST class
+        parts.append(("archive", run.read_table("spectra", SPECTRA_SCHEMA).select(
+            F.lit("archive").alias("source"),
+            F.when(mrs, F.concat("source_path", F.lit("["), "exposure", F.lit("]"))).otherwise(F.col("source_path"))
+            .alias("key"),
+            F.coalesce("lamost_class", F.when(mrs, F.lit("MRS")), F.lit("none")).alias("cls"), "flux", "preprocess_id")))
     if run.table_dirs("trainset"):
         parts.append(("trainset", run.read_table("trainset").select(
             F.lit("trainset").alias("source"), F.col("id").alias("key"), F.col("label_name").alias("cls"),

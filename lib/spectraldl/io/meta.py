@@ -99,6 +99,7 @@ _META_CARDS: tuple[tuple[str, tuple[str, ...], Any], ...] = (
     ("date_obs", ("DATE-OBS",), _str),
     ("fiberid", ("FIBERID",), _int),
     ("mjd", ("MJD",), _int),
+    ("exptime", ("EXPTIME",), _float),
     ("planid", ("PLANID",), _str),
 )
 assert set(META_KEYS) <= {k for k, _, _ in _META_CARDS}
