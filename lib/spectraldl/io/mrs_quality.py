@@ -136,17 +136,42 @@ def _night_reference(w: np.ndarray, f: np.ndarray, g: np.ndarray,
         return None
     with warnings.catch_warnings():  # beyond the others' ends every value is NaN
         warnings.simplefilter("ignore", RuntimeWarning)
-        ref = np.nanmedian(np.array(stack), axis=0) if len(stack) > 1 else stack[0]
-        ref_var = np.nanmedian(np.array(var), axis=0) if var else np.zeros(f.shape)
+        ref = _nanmedian0(np.array(stack)) if len(stack) > 1 else stack[0]
+        ref_var = _nanmedian0(np.array(var)) if var else np.zeros(f.shape)
     ok = g & np.isfinite(ref) & (np.abs(ref) > 0)
     if ok.sum() < 10:
         return None
     ratio = np.full(f.shape, np.nan)
     ratio[ok] = f[ok] / ref[ok]
-    ratio = median_filter(_fill(ratio, ok), size=max(5 * window | 1, 51), mode="nearest")
+    ratio = _smooth_median(_fill(ratio, ok), max(5 * window | 1, 51), window)
     # the median of n values is noisier than one by ~1.25 (n >= 3); one value: its own noise
     ref_var = ref_var * (1.25 ** 2 / len(var) if len(var) > 2 else 1.0)
     return ratio * ref, ratio ** 2 * ref_var
+
+
+def _nanmedian0(a: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(a, axis=0)`` of a few rows (a night's exposures), without its masked-array
+    path: sorted, NaN last, the middle of each column's finite values; NaN where there are none.
+
+    >>> _nanmedian0(np.array([[1.0, np.nan, 5.0], [3.0, np.nan, np.nan], [2.0, 4.0, 6.0]])).tolist()
+    [2.0, 4.0, 5.5]
+    """
+    srt = np.sort(a, axis=0)
+    c = np.isfinite(a).sum(axis=0)
+    cols = np.arange(a.shape[1])
+    lo, hi = srt[np.maximum(c - 1, 0) // 2, cols], srt[np.minimum(c // 2, a.shape[0] - 1), cols]
+    return np.where(c > 0, (lo + hi) / 2.0, np.nan)
+
+
+def _smooth_median(x: np.ndarray, size: int, step: int) -> np.ndarray:
+    """Running median of width ``size`` of a smooth curve (the cloud/seeing ratio), taken on every
+    ``step``-th pixel and interpolated back: ``step**2`` times cheaper than on every pixel."""
+    step = max(1, min(step, size // 5))
+    if step == 1 or x.size < 4 * step:
+        return median_filter(x, size=size, mode="nearest")
+    idx = np.arange(0, x.size, step)
+    coarse = median_filter(x[idx], size=max(size // step, 3) | 1, mode="nearest")
+    return np.interp(np.arange(x.size), idx, coarse)
 
 
 def _half_max_width(resid: np.ndarray, i: int) -> float:
@@ -163,6 +188,18 @@ def _half_max_width(resid: np.ndarray, i: int) -> float:
     return max(right - left, 1.0)
 
 
+def _cached_running_z(other: tuple, window: int, cache: dict | None) -> np.ndarray:
+    """:func:`_running_z` of one of the night's other exposures, once per exposure and window
+    (``cache``: shared by the calls of one night; None: no cache)."""
+    key = (id(other[1]), window)
+    if cache is not None and key in cache:
+        return cache[key]
+    z = _running_z(np.asarray(other[0], dtype=np.float64), other[1], other[2], other[3], window)
+    if cache is not None:
+        cache[key] = z
+    return z
+
+
 def _running_z(w: np.ndarray, f: np.ndarray, ivar: np.ndarray | None, good: np.ndarray | None,
                window: int) -> np.ndarray:
     """(flux - running median) / noise of one spectrum."""
@@ -176,7 +213,7 @@ def cosmic_ray_mask(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray |
                     good: np.ndarray | None = None, *, resolving_power: float = R_MRS,
                     others: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]] = (),
                     nsigma: float = 6.0, max_width_fwhm: float = 0.5, max_width_night_fwhm: float = 1.5,
-                    median_fwhm: float = 2.5, grow: int = 1) -> tuple[np.ndarray, int]:
+                    median_fwhm: float = 2.5, grow: int = 1, z_cache: dict | None = None) -> tuple[np.ndarray, int]:
     """Pixels hit by cosmic rays in one exposure; returns ``(mask, n_hits)``.
 
     Parameters
@@ -204,6 +241,10 @@ def cosmic_ray_mask(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray |
         Running-median window in LSF FWHMs.
     grow : int
         Extra pixels masked on each side of a hit.
+    z_cache : dict, optional
+        Shared by the calls for the exposures of one night (:func:`clean_night`), so that each
+        exposure's running excursions are computed once, not once per other exposure; its keys
+        are the ids of the ``others``' flux arrays, which must stay alive while it is used.
 
     Returns
     -------
@@ -260,8 +301,8 @@ def cosmic_ray_mask(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray |
         if night is not None:
             if others_z is None:  # the others' own excursions, on this grid (computed once)
                 others_z = np.array([np.interp(w, np.asarray(o[0], dtype=np.float64),
-                                               _running_z(np.asarray(o[0], dtype=np.float64), o[1], o[2], o[3], window),
-                                               left=0.0, right=0.0) for o in others])
+                                               _cached_running_z(o, window, z_cache), left=0.0, right=0.0)
+                                     for o in others])
             if (others_z[:, max(i - 1, 0):i + 2] > 4.0).any():
                 continue  # seen in another exposure: light (an emission line), not a cosmic ray
         # the hit's wings: still above 2 sigma and 15 % of its peak, within its allowed width
@@ -342,7 +383,7 @@ def clean_night(exposures: Sequence[tuple[str, Any]], min_snr: float = MIN_SNR,
     goods = {name: s.good & (s.flux != 0) for name, s in exposures}
     snr = {name: signal_to_noise(s.wavelength, s.flux, s.ivar, goods[name]) for name, s in exposures}
     usable = [(name, s) for name, s in exposures if not name.startswith("COADD") and snr[name] >= min_snr]
-    out = []
+    out, z_cache = [], {}
     for name, s in exposures:
         g = goods[name]
         low = not snr[name] >= min_snr
@@ -351,7 +392,7 @@ def clean_night(exposures: Sequence[tuple[str, Any]], min_snr: float = MIN_SNR,
         else:
             others = [(o.wavelength, o.flux, o.ivar, goods[k]) for k, o in usable if k != name]
             cr, nhit = cosmic_ray_mask(s.wavelength, s.flux, s.ivar, g, resolving_power=resolving_power,
-                                       others=others, **cr_options)
+                                       others=others, z_cache=z_cache, **cr_options)
         out.append(CleanExposure(name, s, g & ~cr, cr, nhit, snr[name], low))
     return out
 
