@@ -41,13 +41,15 @@ log = logging.getLogger(__name__)
 #: MRS file, the HDU (``COADD_R``, ``R-<LMJM>``; empty for a one-spectrum file).
 SPECTRUM_KEY = ["source_path", "exposure"]
 SPECTRA_COLUMNS = [
-    "source_path", "exposure", "mjd", "exptime", "n_cosmic", "file_size", "file_mtime", "obsid", "designation", "ra", "dec", "lamost_class",
+    "source_path", "exposure", "mjd", "exptime", "n_cosmic", "file_size", "file_mtime", "obsid", "designation", "ra",
+    "dec", "lamost_class",
     "lamost_subclass", "z", "snr_g", "snr_r", "data_release", "date_obs", "file_format", "flux",
     "valid_fraction", "preprocess_id", "ingest_run", *HALPHA_COLUMNS,
 ]
 REJECTS_COLUMNS = ["source_path", "exposure", "reason", "detail", "ingest_run", "file_size", "file_mtime"]
 SPECTRA_SCHEMA = (
-    "source_path string, exposure string, mjd double, exptime double, n_cosmic int, file_size long, file_mtime timestamp, obsid long, designation string, "
+    "source_path string, exposure string, mjd double, exptime double, n_cosmic int, file_size long, "
+    "file_mtime timestamp, obsid long, designation string, "
     "ra double, dec double, lamost_class string, lamost_subclass string, z double, snr_g double, "
     "snr_r double, data_release string, date_obs string, file_format string, flux array<float>, "
     "valid_fraction float, preprocess_id string, ingest_run string"

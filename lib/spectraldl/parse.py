@@ -34,7 +34,8 @@ if TYPE_CHECKING:  # imported where used: pyarrow is not needed to read files
 
 #: Columns of the staging output (spectra and rejects columns together, plus ``outcome``).
 PARSED_SCHEMA = (
-    "outcome string, source_path string, exposure string, mjd double, exptime double, n_cosmic int, file_size long, file_mtime timestamp, obsid long, "
+    "outcome string, source_path string, exposure string, mjd double, exptime double, n_cosmic int, file_size long, "
+    "file_mtime timestamp, obsid long, "
     "designation string, ra double, dec double, lamost_class string, lamost_subclass string, "
     "z double, snr_g double, snr_r double, data_release string, date_obs string, "
     "file_format string, flux array<float>, valid_fraction float, preprocess_id string, "
