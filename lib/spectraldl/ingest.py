@@ -147,13 +147,6 @@ class ParseCounts:
     written: list[str] = field(default_factory=list)
 
 
-def _rejected_files(df) -> int:
-    """Files among the ``rejected`` rows of ``df`` that gave no spectrum (``path_ok`` false),
-    each counted once whatever its rows' reasons."""
-    from pyspark.sql import functions as F
-    return df.filter(~F.col("path_ok")).select("source_path").distinct().count()
-
-
 def _parse_tasks_write(wh: Warehouse, work, opts: ParseOptions, run_id: str, staging: str,
                        nparts: int, par: int, ing: dict[str, Any], summary: dict[str, Any], t_parse: float
                        ) -> ParseCounts:
@@ -177,17 +170,18 @@ def _parse_tasks_write(wh: Warehouse, work, opts: ParseOptions, run_id: str, sta
     file_col = F.when(F.col("kind") == "file", F.col("source_path")).alias("file")
     for r in out.groupBy("kind", "reason", file_col).agg(
             F.count(F.lit(1)).alias("n"), F.sum("rows").alias("rows"), F.sum("paths").alias("paths"),
-            F.sum("cosmic").alias("cosmic")).collect():
-        if r["kind"] == "file":
-            files[os.path.basename(r["file"])] = r["rows"]
+            F.sum("cosmic").alias("cosmic"), F.sum("failed").alias("failed")).collect():
+        if r["kind"] == "file":  # one row per task; a task that wrote no file has none
+            if r["file"] is not None:
+                files[os.path.basename(r["file"])] = r["rows"]
             c.ingested += r["paths"]
             c.cosmic += r["cosmic"]
+            c.rejected += r["failed"]
         else:
             reasons.append((r["reason"], r["n"]))
     c.spectra, c.by_reason = sum(files.values()), _by_reason(reasons)
     c.rejected_spectra = sum(c.by_reason.values())
     rejected_rows = out.filter(F.col("kind") == "rejected")
-    c.rejected = _rejected_files(rejected_rows) if reasons else 0
     summary["parse_seconds"] = round(time.time() - t_parse, 3)  # spectra files written by now
     if files:
         found = set(os.listdir(sink.directory))
@@ -301,7 +295,7 @@ def _classify_input(run: JobRun, src: str, retry_rejects: bool):
     t0 = time.time()
     ing = run.config["ingest"]
     run.describe(f"list {src}")
-    listing = list_sources(run.spark, src, tuple(ing["file_suffixes"])).dropDuplicates(["source_path"])
+    listing = list_sources(run.spark, src, tuple(ing["file_suffixes"]))
     j = classify(listing, _known(run.spark, run.wh, run.manifest)).persist(StorageLevel.MEMORY_AND_DISK)
     by_status = status_counts(j)
     gone = by_status.pop("gone", 0)

@@ -269,11 +269,12 @@ def parse_batches(batches: Iterator["pa.RecordBatch"], opts: ParseOptions, schem
 
 #: What :func:`parse_and_write_batches` gives back to Spark: every rejected spectrum as a row
 #: (``kind = "rejected"``, written to ``rejects`` by Spark; ``path_ok``: its file gave other,
-#: ingested spectra) and one row per Parquet file of spectra the task wrote itself (``kind =
-#: "file"``, its path in ``source_path``, ``rows`` rows from ``paths`` files, ``cosmic`` cosmic-ray
-#: hits masked in them).
+#: ingested spectra) and, last, one row for the task (``kind = "file"``): the Parquet file of
+#: spectra it wrote in ``source_path`` (null when it wrote none), ``rows`` rows from ``paths``
+#: files, ``cosmic`` cosmic-ray hits masked in them, ``failed`` files that gave no spectrum.
 TASK_OUTPUT_SCHEMA = ("kind string, source_path string, exposure string, file_size long, file_mtime timestamp, "
-                      "reason string, detail string, path_ok boolean, rows long, paths long, cosmic long")
+                      "reason string, detail string, path_ok boolean, rows long, paths long, cosmic long, "
+                      "failed long")
 
 
 @dataclass(frozen=True)
@@ -308,12 +309,13 @@ def parse_and_write_batches(batches: Iterator["pa.RecordBatch"], opts: ParseOpti
     part, attempt = (ctx.partitionId(), ctx.attemptNumber()) if ctx is not None else (0, 0)
     final = os.path.join(sink.directory, f"part-{part:05d}.parquet")
     tmp = os.path.join(sink.directory, f".part-{part:05d}.attempt-{attempt}.tmp")
-    writer, nrows, npaths, ncosmic = None, 0, 0, 0
+    writer, nrows, npaths, ncosmic, nfailed = None, 0, 0, 0, 0
     try:
         for batch in batches:
             rows, src = _parse_rows(batch, opts)
             ok = [i for i, r in enumerate(rows) if r["outcome"] == "ok"]
             ok_paths = {src[i] for i in ok}
+            nfailed += batch.num_rows - len(ok_paths)
             if ok:
                 if writer is None:
                     os.makedirs(sink.directory, exist_ok=True)
@@ -329,13 +331,15 @@ def parse_and_write_batches(batches: Iterator["pa.RecordBatch"], opts: ParseOpti
                     r["path_ok"] = src[i] in ok_paths
                 yield _rows_batch(rows, src, batch, out_schema, [i for i in range(len(rows)) if i not in okset],
                                   {"kind": "rejected", "rows": None})
+        done = {"kind": "file", "source_path": None, "rows": nrows, "paths": npaths, "cosmic": ncosmic,
+                "failed": nfailed}
         if writer is not None:
             writer.close()
             writer = None
             os.replace(tmp, final)
-            done = {"kind": "file", "source_path": final, "rows": nrows, "paths": npaths, "cosmic": ncosmic}
-            yield pa.RecordBatch.from_arrays([pa.array([done.get(f.name)], f.type) for f in out_schema],
-                                             schema=out_schema)
+            done["source_path"] = final
+        yield pa.RecordBatch.from_arrays([pa.array([done.get(f.name)], f.type) for f in out_schema],
+                                         schema=out_schema)
     finally:
         if writer is not None:  # failed half-way: the partial file goes
             writer.close()

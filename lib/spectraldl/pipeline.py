@@ -24,7 +24,7 @@ def plan(spark, src: str, warehouse: str, config: dict[str, Any]) -> dict[str, i
     from .ingest import _known, classify, status_counts
     from .sources import list_sources
     wh = Warehouse(warehouse, spark, force_hadoop=config["warehouse"]["filesystem"] == "hadoop")
-    listing = list_sources(spark, src, tuple(config["ingest"]["file_suffixes"])).dropDuplicates(["source_path"])
+    listing = list_sources(spark, src, tuple(config["ingest"]["file_suffixes"]))
     counts = status_counts(classify(listing, _known(spark, wh)))
     gone = counts.pop("gone", 0)
     return {"found": sum(counts.values()), "new": counts.get("new", 0), "changed": counts.get("changed", 0),

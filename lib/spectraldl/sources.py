@@ -38,17 +38,6 @@ def matches(name: str, suffixes: tuple[str, ...]) -> bool:
     return any(n.endswith(s) for s in suffixes)
 
 
-def _stat(path: str) -> tuple[int | None, pd.Timestamp | None]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        try:
-            st = os.lstat(path)  # a broken link still has a size and a time of its own
-        except OSError:
-            return None, None
-    return st.st_size, pd.Timestamp(st.st_mtime_ns, unit="ns", tz="UTC")
-
-
 def _remote_stat(path: str) -> tuple[int | None, pd.Timestamp | None]:
     try:
         from pyarrow import fs as pafs
@@ -58,10 +47,6 @@ def _remote_stat(path: str) -> tuple[int | None, pd.Timestamp | None]:
         return info.size, mtime
     except Exception:
         return None, None
-
-
-def stat_any(path: str) -> tuple[int | None, pd.Timestamp | None]:
-    return _stat(local_path(path)) if is_local(path) else _remote_stat(path)
 
 
 def read_source_bytes(path: str, limits: Limits) -> bytes:
@@ -130,15 +115,38 @@ def walk_dir(d: str, suffixes: tuple[str, ...]) -> Iterator[str]:
 
 def _listing_rows(paths: Iterator[str]) -> Iterator[pd.DataFrame]:
     """``(source_path, file_size, file_mtime)`` frames of up to 10,000 rows for ``paths``."""
-    batch: list[tuple] = []
+    batch: list[str] = []
     for p in paths:
-        size, mtime = stat_any(p)
-        batch.append((p, size, mtime))
+        batch.append(p)
         if len(batch) >= 10000:
-            yield pd.DataFrame(batch, columns=["source_path", "file_size", "file_mtime"])
+            yield _stat_frame(batch)
             batch = []
     if batch:
-        yield pd.DataFrame(batch, columns=["source_path", "file_size", "file_mtime"])
+        yield _stat_frame(batch)
+
+
+def _stat_frame(paths: list[str]) -> pd.DataFrame:
+    """The listing rows of ``paths``: sizes and mtimes converted once per batch, not per file."""
+    stats = [_stat_ns(p) for p in paths]
+    size = pd.array([s for s, _ in stats], dtype="Int64")
+    mtime = pd.to_datetime(pd.array([t for _, t in stats], dtype="Int64"), unit="ns", utc=True)
+    return pd.DataFrame({"source_path": paths, "file_size": size, "file_mtime": mtime})
+
+
+def _stat_ns(path: str) -> tuple[int | None, int | None]:
+    """(size, mtime in ns) of a local or remote path; (None, None) when it cannot be stat'ed."""
+    if not is_local(path):
+        size, mtime = _remote_stat(path)
+        return size, None if mtime is None else mtime.value
+    path = local_path(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        try:
+            st = os.lstat(path)  # a broken link still has a size and a time of its own
+        except OSError:
+            return None, None
+    return st.st_size, st.st_mtime_ns
 
 
 def _walk_items(items: Iterator[pd.DataFrame], suffixes: tuple[str, ...]) -> Iterator[pd.DataFrame]:
@@ -153,7 +161,8 @@ def _walk_items(items: Iterator[pd.DataFrame], suffixes: tuple[str, ...]) -> Ite
 
 
 def list_sources(spark, src: str, suffixes: tuple[str, ...]):
-    """The input files of ``src`` as a DataFrame ``(source_path, file_size, file_mtime)``."""
+    """The input files of ``src`` as a DataFrame ``(source_path, file_size, file_mtime)``, each
+    path once (a walk or a file index never repeats one; a list file is deduplicated)."""
     suffixes = tuple(s.lower() for s in suffixes)
     sc = spark.sparkContext
     if is_local(src) and not any(c in GLOB_CHARS for c in src):
@@ -200,7 +209,7 @@ def _from_list_file(spark, src: str):
     from pyspark.sql import functions as F
     lines = spark.read.text(uri).select(F.trim("value").alias("source_path"))
     lines = lines.filter((F.col("source_path") != "") & ~F.col("source_path").startswith("#"))
-    return _stat_paths(lines)
+    return _stat_paths(lines.dropDuplicates(["source_path"]))  # a path listed twice is one file
 
 
 def _stat_paths(df):

@@ -235,7 +235,7 @@ def _match_labels(run: JobRun, src: str, lab: pd.DataFrame):
     from pyspark.sql import functions as F
     ts = run.config["trainset"]
     run.describe(f"list {src} and join {len(lab)} labels")
-    listing = list_sources(run.spark, src, tuple(ts["file_suffixes"])).dropDuplicates(["source_path"])
+    listing = list_sources(run.spark, src, tuple(ts["file_suffixes"]))
     base = F.regexp_extract("source_path", r"([^/]+)$", 1)
     listing = listing.withColumn("stem", F.lower(F.regexp_replace(base, STEM_SUFFIX_REGEX, "")))
     lab_df = run.spark.createDataFrame(lab, "stem string, id string, label int")
