@@ -295,8 +295,13 @@ def _classify_input(run: JobRun, src: str, retry_rejects: bool):
     t0 = time.time()
     ing = run.config["ingest"]
     run.describe(f"list {src}")
+    from pyspark.sql import functions as F
     listing = list_sources(run.spark, src, tuple(ing["file_suffixes"]))
-    j = classify(listing, _known(run.spark, run.wh, run.manifest)).persist(StorageLevel.MEMORY_AND_DISK)
+    if run.table_dirs("spectra") or run.table_dirs("rejects"):
+        j = classify(listing, _known(run.spark, run.wh, run.manifest))
+    else:  # an empty warehouse: every file is new, nothing to compare with
+        j = listing.select("source_path", "file_size", "file_mtime", F.lit("new").alias("status"))
+    j = j.persist(StorageLevel.MEMORY_AND_DISK)
     by_status = status_counts(j)
     gone = by_status.pop("gone", 0)
     run.summary["list_seconds"] = round(time.time() - t0, 3)
