@@ -32,7 +32,7 @@ from spectraldl.warehouse import LockedError, Warehouse
 
 pytestmark = pytest.mark.realdata
 SETTINGS = ["ingest.paths_per_task=4"]  # several parse tasks, so one can fail among others
-BAD_KINDS = ["empty", "truncated_data", "html_page", "broken_symlink", "directory", "nan_window", "mrs"]
+BAD_KINDS = ["empty", "truncated_data", "html_page", "broken_symlink", "directory", "nan_window", "ondrejov_table"]
 #: Seed of the kill delays; set SPECTRALDL_FAULT_SEED to replay a failure (the test prints it).
 SEED = int(os.environ.get("SPECTRALDL_FAULT_SEED", random.SystemRandom().randrange(1 << 30)))
 
