@@ -169,23 +169,18 @@ def _text_deg(t: str) -> Any:
     return _NEXT
 
 
-def _text_ra(t: str) -> Any:
+def _text_angle(t: str, convert: Any) -> Any:
+    """An angle's value field: degrees read directly, anything else ``convert(parse_value(t))``
+    (``_ra``: a sexagesimal RA is in hours)."""
     v = _text_deg(t)
     if v is _NEXT:
         v = parse_value(t)
-        return _NEXT if v is None else _ra(v)
+        return _NEXT if v is None else convert(v)
     return v
 
 
-def _text_dec(t: str) -> Any:
-    v = _text_deg(t)
-    if v is _NEXT:
-        v = parse_value(t)
-        return _NEXT if v is None else _dec(v)
-    return v
-
-
-_FROM_TEXT = {_str: _text_str, _float: _text_float, _int: _text_int, _ra: _text_ra, _dec: _text_dec}
+_FROM_TEXT = {_str: _text_str, _float: _text_float, _int: _text_int,
+              _ra: functools.partial(_text_angle, convert=_ra), _dec: functools.partial(_text_angle, convert=_dec)}
 #: (meta key, conversion of a value field) in the order of :data:`_META_CARDS`.
 _META_TEXT = tuple((key, _FROM_TEXT[convert]) for key, _, convert in _META_CARDS)
 
