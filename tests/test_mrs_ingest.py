@@ -124,6 +124,9 @@ def test_real_star_grouped_across_surveys(spark, tmp_path):
     # 1 LRS spectrum + the single exposures of 58270, 58625, 58644, 58646, 58649 (4 + 3 + 4 + 3 + 4)
     assert int(star["n_obs"].iloc[0]) == 19
     assert star["mjd_first"].iloc[0] < 57300 < 58600 < star["mjd_last"].iloc[0]
+    # a constant F5 star: its epochs' EWs (2.96-3.23 Å) differ by less than 3 sigma once each
+    # error carries the systematic floor (report.ew_floor); by the pixel noise alone they would not
+    assert not star["ha_variable"].iloc[0] and star["ha_ew_max"].iloc[0] - star["ha_ew_min"].iloc[0] > 0.2
     assert len(cat) == 2  # and the other MRS star (med-58408), on its own
 
 

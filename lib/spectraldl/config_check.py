@@ -88,7 +88,7 @@ RULES: dict[str, Rule] = {
     "report.top": COUNT, "report.stars_only": any_value(), "report.labelling": at_least(0),
     "report.labelling_plots": at_least(0), "report.examples_per_class": at_least(0),
     "report.histogram_sample": COUNT, "report.disagreements_listed": at_least(0), "report.variable_plots": at_least(0),
-    "report.match_arcsec": above(0.0),
+    "report.match_arcsec": above(0.0), "report.ew_floor": at_least(0.0),
     "pipeline.model": any_value(), "pipeline.explore": any_value(), "pipeline.train_input": any_value(),
     "pipeline.train_labels": any_value(),
     **{f"measure.{k}": WAVELENGTH for k in ("line_start", "line_stop", "blue_start", "blue_stop", "red_start",

@@ -142,7 +142,7 @@ def _report_body(run: JobRun, s, meta: dict[str, Any], by_class: pd.DataFrame, o
     star = assign_stars(cand[is_star(cand)] if cfg["stars_only"] else cand, cfg["match_arcsec"])
     extragalactic = cand[~is_star(cand)] if cfg["stars_only"] else cand.iloc[0:0]
     obs = _observations(run, sm, star, cfg["match_arcsec"])
-    stars, nebular = split_nebular(group_by_star(star, obs))
+    stars, nebular = split_nebular(group_by_star(star, obs, cfg["ew_floor"]))
     stars.to_csv(out / "catalogue.csv", index=False)
     nebular.to_csv(out / "nebular.csv", index=False)
     extragalactic.drop(columns=["scored_at"], errors="ignore").to_csv(out / "extragalactic.csv", index=False)
