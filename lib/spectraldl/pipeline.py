@@ -79,7 +79,8 @@ def run_pipeline(spark, src: str, warehouse: str, config: dict[str, Any], train:
                 log.warning("explore failed, the report will have no maps: %s", exc)
         rep = _stage(run, "report", run_report, spark, root, config, model_version=sc["model_version"])
         run.summary.update(seen=ing["seen"], ingested=ing["ingested"], rejected=ing["rejected"],
-                           skipped=ing["skipped"], rejected_by_reason=ing["rejected_by_reason"], gone=ing["gone"],
+                           spectra=ing["spectra"], rejected_spectra=ing["rejected_spectra"], skipped=ing["skipped"],
+                           rejected_by_reason=ing["rejected_by_reason"], gone=ing["gone"],
                            scored=sc["scored"], score_skipped=sc["skipped"], model_version=sc["model_version"],
                            candidates=rep["candidates_stars"], candidate_spectra=rep["candidate_spectra_stars"],
                            extragalactic=rep["candidates_extragalactic"], report=rep["report"],
@@ -93,5 +94,6 @@ def summary_line(s: dict[str, Any]) -> str:
     """The pipeline's last log line."""
     new = " (nothing new: no ingest or scoring work)" if s["nothing_new"] else ""
     return (f"pipeline {s['run_id']}: files seen {s['seen']} = skipped {s['skipped']} + ingested {s['ingested']} + "
-            f"rejected {s['rejected']}; scored {s['scored']} (skipped {s['score_skipped']}){new}; "
+            f"rejected {s['rejected']}; spectra {s['spectra'] + s['rejected_spectra']} = ingested {s['spectra']} + "
+            f"rejected {s['rejected_spectra']}; scored {s['scored']} (skipped {s['score_skipped']}){new}; "
             f"{s['candidates']} candidate stars; report {s['report']} ({s['seconds']:.0f} s)")
