@@ -152,3 +152,22 @@ def test_mrs_rescan_follows_the_file(spark, mrs_run):
     assert set(rj2.loc[rj2["source_path"] == night, "ingest_run"]) == {third["run_id"]}
     sc = run_score(spark, wh, cfg)
     assert sc["scored"] == int((sp2["source_path"] == night).sum()) and sc["skipped"] == len(sp2) - sc["scored"]
+
+
+def test_mrs_file_without_coadd(tmp_path):
+    """An MRS file whose red co-add is missing: its exposures are still rows; with
+    ``mrs.exposures = false`` it is one ``bad_shape`` reject, so no file goes uncounted."""
+    from spectraldl.parse import ParseOptions, parse_path
+    from spectraldl.synth.mrs import make_mrs, mrs_bytes
+
+    m = make_mrs(3, 7, "dr9", n_exposures=3, empty=())
+    m.tables = [t for t in m.tables if t.name != "COADD_R"]
+    path = tmp_path / "med-no-coadd.fits"
+    path.write_bytes(mrs_bytes(m))
+    rows = parse_path(str(path), ParseOptions.from_config(load_config("local")))
+    assert [r["exposure"] for r in rows] == [t.name for t in m.red_exposures]
+    assert all(r["outcome"] == "ok" for r in rows)
+    only_coadd = ParseOptions.from_config(load_config("local", overrides=["mrs.exposures=false"]))
+    (r,) = parse_path(str(path), only_coadd)
+    assert (r["outcome"], r["reason"], r["exposure"]) == ("rejected", "bad_shape", "")
+    assert str(path) in r["detail"] and "COADD_R" in r["detail"]

@@ -24,7 +24,7 @@ from .halpha import DEFAULT_SETTINGS as DEFAULT_MEASURE
 from .halpha import HALPHA_COLUMNS, HalphaSettings, measure_halpha, measure_spectrum
 from .io import FORMAT_SURVEY, Limits, Spectrum, SpectrumError, read_spectra
 from .io.meta import date_to_mjd
-from .io.mrs_quality import MrsSettings, clean_night, mrs_vector
+from .io.mrs_quality import SNR_WINDOW, MrsSettings, clean_night, mrs_vector
 from .preprocess import PreprocessSettings, preprocess
 from .sources import read_source_bytes
 from .worker import prepare_worker
@@ -159,6 +159,8 @@ def _mrs_rows(path: str, entries: list[tuple[str, Any]], opts: ParseOptions) -> 
     m = opts.mrs
     if not m.exposures:
         entries = [e for e in entries if e[0] == "COADD_R"]
+        if not entries:
+            return [_rejected(path, "", SpectrumError("bad_shape", path, "no COADD_R, and mrs.exposures = false"))]
     rows: dict[str, dict[str, Any]] = {}
     readable = []
     for name, spec in entries:
@@ -169,20 +171,21 @@ def _mrs_rows(path: str, entries: list[tuple[str, Any]], opts: ParseOptions) -> 
     cleaned = clean_night(readable, min_snr=m.min_snr, resolving_power=m.resolving_power, nsigma=m.cosmic_nsigma)
     for ce in cleaned:
         spec, name = ce.spectrum, ce.exposure
-        timing = {"mjd": _clean(spec.meta.get("mjd")), "n_cosmic": ce.n_cosmic}
+        known = {"mjd": _clean(spec.meta.get("mjd")), "n_cosmic": ce.n_cosmic}
         if ce.low_signal:
+            lo, hi = SNR_WINDOW
             rows[name] = _rejected(path, name, SpectrumError(
-                "low_signal", path, f"median S/N {ce.snr:.2f} per pixel in 6500-6760 Å < mrs.min_snr {m.min_snr:g}"),
-                **timing)
+                "low_signal", path, f"median S/N {ce.snr:.2f} per pixel in {lo:g}-{hi:g} Å < mrs.min_snr {m.min_snr:g}"),
+                **known)
             continue
         try:
             vec, frac = mrs_vector(spec.wavelength, spec.flux, ce.good, r_from=m.resolving_power,
                                    r_to=m.target_resolving_power, settings=opts.settings, name=path)
         except SpectrumError as exc:
-            rows[name] = _rejected(path, name, exc, **timing)
+            rows[name] = _rejected(path, name, exc, **known)
             continue
         row = _ok_row(path, name, spec, vec, frac, opts)
-        row.update(timing)
+        row.update(known)
         mask = np.where(ce.good, 0, 1).astype(np.int16)  # cosmic rays and zero-flux pixels are not good
         row.update(measure_halpha(spec.wavelength, spec.flux, spec.ivar, mask, resolving_power=m.resolving_power,
                                   settings=opts.measure).as_row())
