@@ -333,10 +333,10 @@ class Warehouse:
             return spark.createDataFrame([], schema).limit(0)
         reader = spark.read if schema is None else spark.read.schema(schema)
         df = reader.parquet(*[self.uri(table, d) for d in dirs])
-        for col, default in KEY_DEFAULTS.items():  # rows written before a key column existed
-            if col in df.columns:
-                from pyspark.sql import functions as F
-                df = df.withColumn(col, F.coalesce(F.col(col), F.lit(default)))
+        keys = [c for c in KEY_DEFAULTS if c in df.columns]  # rows written before a key column existed
+        if keys:
+            from pyspark.sql import functions as F
+            df = df.withColumns({c: F.coalesce(F.col(c), F.lit(KEY_DEFAULTS[c])) for c in keys})
         return df
 
     # -- runs ------------------------------------------------------------------------------
