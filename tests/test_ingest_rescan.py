@@ -142,3 +142,31 @@ def test_list_file_glob_and_hadoop_code_path(spark, tmp_path, config, source):
     assert w.manifest()["seq"] == 1 and w.read_table(spark, "spectra").count() == 5
     s = run_ingest(spark, str(arc), uri, hconf)
     assert s["skipped"] == 6
+
+
+def test_rows_from_before_the_exposure_key(spark, tmp_path, source, config):
+    """A warehouse whose spectra and rejects were written before ``exposure`` existed: its rows
+    read with an empty ``exposure`` (never null), a rescan skips them, and scoring keys them
+    ``(source_path, "")``."""
+    import pyarrow.parquet as pq
+    from spectraldl.ingest import REJECTS_SCHEMA, SPECTRA_SCHEMA
+    from spectraldl.score import run_score
+
+    arc, wh = tmp_path / "archive", tmp_path / "wh"
+    make_archive(arc, PICK, source)
+    first = run_ingest(spark, str(arc), str(wh), config)
+    for table in ("spectra", "rejects"):  # as an older version wrote them
+        for f in (wh / table).rglob("*.parquet"):
+            t = pq.read_table(f)
+            pq.write_table(t.drop(["exposure"] + (["mjd", "exptime", "n_cosmic"] if table == "spectra" else [])), f)
+            (f.parent / f".{f.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum of the old bytes
+    w = Warehouse(str(wh))
+    for table, schema in (("spectra", SPECTRA_SCHEMA), ("rejects", REJECTS_SCHEMA)):
+        df = w.read_table(spark, table, schema).toPandas()
+        assert len(df) and (df["exposure"] == "").all(), table
+    again = run_ingest(spark, str(arc), str(wh), config)
+    assert (again["seen"], again["skipped"], again["ingested"]) == (first["seen"], first["seen"], 0)
+    s = run_score(spark, str(wh), config)
+    assert s["scored"] == first["spectra"]
+    scores = w.read_table(spark, "scores").toPandas()
+    assert (scores["exposure"] == "").all() and len(scores) == first["spectra"]
