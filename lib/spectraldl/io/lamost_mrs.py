@@ -41,10 +41,10 @@ RV): the cross-correlation of each good night's ``COADD_R`` (blurred to R 1,800)
 spectrum of the same star (vacuum) peaks at +6 to +57 km/s, the star's RV varying between nights,
 where air wavelengths alone would shift it by -83 km/s.
 
-MRS has R about 7,500, four times LAMOST LRS: the ingest job rejects these files as
-``unsupported_format`` unless ``ingest.accept_formats`` lists ``lamost_mrs`` (see the README); the
-pure functions that make an exposure comparable with LRS vectors (cosmic rays, ``low_signal``,
-resolution matching) are in :mod:`spectraldl.io.mrs_quality` and :func:`spectraldl.adapt.degrade_resolution`.
+MRS has R about 7,500, four times LAMOST LRS. The ingest (:func:`spectraldl.parse.parse_path`)
+makes a row of :func:`read_all`'s every table; the pure functions that make an exposure comparable
+with LRS vectors (cosmic rays, ``low_signal``, resolution matching) are in
+:mod:`spectraldl.io.mrs_quality` and :func:`spectraldl.adapt.degrade_resolution`.
 """
 from __future__ import annotations
 
