@@ -171,7 +171,7 @@ def _parse_tasks_write(wh: Warehouse, work, opts: ParseOptions, run_id: str, sta
     for r in out.groupBy("kind", "reason", file_col).agg(
             F.count(F.lit(1)).alias("n"), F.sum("rows").alias("rows"), F.sum("paths").alias("paths"),
             F.sum("cosmic").alias("cosmic"), F.sum("failed").alias("failed")).collect():
-        if r["kind"] == "file":  # one row per task; a task that wrote no file has none
+        if r["kind"] == "file":  # one row per task; its file is null when it wrote none
             if r["file"] is not None:
                 files[os.path.basename(r["file"])] = r["rows"]
             c.ingested += r["paths"]
@@ -222,9 +222,10 @@ def _parse_spark_writes(wh: Warehouse, work, opts: ParseOptions, run_id: str, st
     c.cosmic = int(sum(k or 0 for outcome, _, _, k in counts if outcome == "ok"))
     c.by_reason = _by_reason((reason, n) for outcome, reason, n, _ in counts if outcome != "ok")
     c.rejected_spectra = sum(c.by_reason.values())
+    # files with and without a spectrum, in one job: 1 = at least one row of the file is ok
     per_file = parsed.groupBy("source_path").agg(F.max((F.col("outcome") == "ok").cast("int")).alias("ok"))
-    c.ingested = per_file.filter(F.col("ok") == 1).count() if c.spectra else 0
-    c.rejected = per_file.filter(F.col("ok") == 0).count() if c.rejected_spectra else 0
+    files = {r["ok"]: r["count"] for r in per_file.groupBy("ok").count().collect()}
+    c.ingested, c.rejected = files.get(1, 0), files.get(0, 0)
     summary["parse_seconds"] = round(time.time() - t_parse, 3)
     for table, outcome, cols, n in (("spectra", "ok", SPECTRA_COLUMNS, c.spectra),
                                     ("rejects", "rejected", REJECTS_COLUMNS, c.rejected_spectra)):
