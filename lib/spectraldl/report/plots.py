@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import SpectrumError, read_spectra, read_spectrum
+from ..io.meta import date_to_mjd
 from ..models import CLASSES
 
 log = logging.getLogger(__name__)
@@ -105,9 +106,7 @@ def observation_mjd(obs: pd.DataFrame) -> pd.Series:
     """Each observation's time (MJD): ``mjd``, else its ``date_obs`` (rows of older ingests)."""
     mjd = pd.to_numeric(obs["mjd"], errors="coerce") if "mjd" in obs else pd.Series(np.nan, index=obs.index)
     if "date_obs" in obs:
-        t = pd.to_datetime(obs["date_obs"], errors="coerce", utc=True)
-        from_date = (t - pd.Timestamp("1858-11-17", tz="UTC")) / pd.Timedelta(days=1)
-        mjd = mjd.fillna(from_date)
+        mjd = mjd.fillna(pd.to_numeric(obs["date_obs"].map(date_to_mjd), errors="coerce"))
     return mjd
 
 
@@ -115,10 +114,10 @@ def ew_over_time(obs: pd.DataFrame, variable: pd.DataFrame, path: Path) -> None:
     """H-alpha EW of the variable stars listed, with error bars, on two time scales: over the
     years (every epoch, LRS circles and MRS exposures squares) and within a night (the MRS
     exposures of each night with several, minutes since the night's first)."""
-    from .catalogue import epochs, star_key, survey_of
+    from .catalogue import epochs, exposure_of, star_key, survey_of
     plt = _plt()
     fig, (ax, axn) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1.6, 1]})
-    obs = epochs(obs.assign(exposure=obs["exposure"].fillna("") if "exposure" in obs else ""))
+    obs = epochs(obs.assign(exposure=exposure_of(obs)))
     key = star_key(obs)
     nights = 0
     for i, (_, star) in enumerate(variable.iterrows()):
