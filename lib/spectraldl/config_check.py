@@ -76,7 +76,7 @@ RULES: dict[str, Rule] = {
     "preprocess.n_points": at_least(2), "preprocess.core_start": WAVELENGTH, "preprocess.core_stop": WAVELENGTH,
     "preprocess.min_valid_fraction": between(0.0, 1.0, lo_open=True),
     "preprocess.continuum": one_of("linear", "none"), "preprocess.normalisation": one_of("zscore", "minmax"),
-    "ingest.accept_formats": reader_formats(), "ingest.paths_per_task": COUNT, "ingest.rows_per_file": COUNT,
+    "ingest.accept_formats": reader_formats(), "ingest.paths_per_task": COUNT, "ingest.batch_files": COUNT, "ingest.rows_per_file": COUNT,
     "ingest.min_rows_per_file": COUNT, "ingest.spectra_writer": one_of("auto", "spark"),
     "ingest.file_suffixes": nonempty_list(),
     "train.arch": one_of("cnn", "mlp"), "train.num_proc": COUNT, "train.epochs": COUNT, "train.batch_size": COUNT,

@@ -25,7 +25,7 @@ from .halpha import HALPHA_COLUMNS, HalphaSettings, measure_halpha, measure_spec
 from .io import FORMAT_SURVEY, Limits, Spectrum, SpectrumError, read_spectra
 from .io.meta import date_to_mjd
 from .io.mrs_quality import SNR_WINDOW, MrsSettings, clean_night, mrs_vector
-from .preprocess import PreprocessSettings, preprocess
+from .preprocess import PreprocessSettings, preprocess_batch
 from .sources import read_source_bytes
 from .worker import prepare_worker
 
@@ -77,6 +77,7 @@ class ParseOptions:
     limits: Limits
     measure: HalphaSettings = DEFAULT_MEASURE
     mrs: MrsSettings = MrsSettings()
+    batch_files: int = 256    # paths a task parses together (ingest.batch_files)
     preprocess_id: str = field(init=False)  # the settings' fingerprint, computed once
 
     def __post_init__(self) -> None:
@@ -88,7 +89,8 @@ class ParseOptions:
         return cls(PreprocessSettings.from_config(config["preprocess"]),
                    tuple(config["ingest"]["accept_formats"]),
                    Limits(io["max_bytes"], io["max_header_cards"], io["max_hdus"]),
-                   HalphaSettings.from_config(config["measure"]), MrsSettings.from_config(config["mrs"]))
+                   HalphaSettings.from_config(config["measure"]), MrsSettings.from_config(config["mrs"]),
+                   int(config["ingest"]["batch_files"]))
 
 
 def _clean(v: Any) -> Any:
@@ -103,26 +105,46 @@ def parse_path(path: str, opts: ParseOptions) -> list[dict[str, Any]]:
     The H-alpha measurements (:mod:`spectraldl.halpha`) are made on each spectrum in its own
     wavelengths, before any resampling or blur; one that cannot be made is null with ``ha_flag``
     saying why, never a reject."""
-    try:
-        fmt, entries = read_spectra(read_source_bytes(path, opts.limits), name=path, limits=opts.limits)
-        if fmt not in opts.accept_formats:
-            survey = FORMAT_SURVEY.get(fmt, "?")
-            raise SpectrumError("unsupported_format", path,
-                                f"{fmt} ({survey}) is not ingested; ingest.accept_formats = "
-                                f"{list(opts.accept_formats)}")
-    except SpectrumError as exc:
-        return [_rejected(path, "", exc)]
-    if fmt == "lamost_mrs":
-        return _mrs_rows(path, entries, opts)
-    spec = entries[0][1]
-    try:
-        vec, frac = preprocess(spec.wavelength, spec.flux, None, opts.settings, name=path, andmask=spec.andmask)
-    except SpectrumError as exc:
-        return [_rejected(path, "", exc)]
-    row = _ok_row(path, "", spec, vec, frac, opts)
-    row["mjd"] = _clean(date_to_mjd(spec.meta.get("date_obs")) or _float(spec.meta.get("mjd")))
-    row.update(measure_spectrum(spec, settings=opts.measure).as_row())
-    return [row]
+    return parse_paths([path], opts)[0]
+
+
+def parse_paths(paths: list[str], opts: ParseOptions) -> list[list[dict[str, Any]]]:
+    """:func:`parse_path` of every path, with the same rows: the one-spectrum (LRS) files that
+    share a wavelength grid are preprocessed together (:func:`~spectraldl.preprocess.preprocess_batch`,
+    the same bits as one by one), which is how the ingest's tasks call it, ``ingest.batch_files``
+    paths at a time."""
+    out: list[Any] = [None] * len(paths)
+    by_grid: dict[int, list[tuple[int, Spectrum]]] = {}  # the LRS readers share one grid object per solution
+    for i, path in enumerate(paths):
+        try:
+            fmt, entries = read_spectra(read_source_bytes(path, opts.limits), name=path, limits=opts.limits)
+            if fmt not in opts.accept_formats:
+                survey = FORMAT_SURVEY.get(fmt, "?")
+                raise SpectrumError("unsupported_format", path,
+                                    f"{fmt} ({survey}) is not ingested; ingest.accept_formats = "
+                                    f"{list(opts.accept_formats)}")
+        except SpectrumError as exc:
+            out[i] = [_rejected(path, "", exc)]
+            continue
+        if fmt == "lamost_mrs":
+            out[i] = _mrs_rows(path, entries, opts)
+            continue
+        spec = entries[0][1]
+        by_grid.setdefault(id(spec.wavelength), []).append((i, spec))
+    for group in by_grid.values():
+        specs = [spec for _, spec in group]
+        made = preprocess_batch(specs[0].wavelength, [sp.flux for sp in specs], [sp.andmask for sp in specs],
+                                opts.settings, [paths[i] for i, _ in group])
+        for (i, spec), got in zip(group, made):
+            path = paths[i]
+            if isinstance(got, SpectrumError):
+                out[i] = [_rejected(path, "", got)]
+                continue
+            row = _ok_row(path, "", spec, got[0], got[1], opts)
+            row["mjd"] = _clean(date_to_mjd(spec.meta.get("date_obs")) or _float(spec.meta.get("mjd")))
+            row.update(measure_spectrum(spec, settings=opts.measure).as_row())
+            out[i] = [row]
+    return out
 
 
 def parse_file(path: str, opts: ParseOptions) -> dict[str, Any]:
@@ -223,10 +245,12 @@ def _parse_rows(batch: "pa.RecordBatch", opts: ParseOptions) -> tuple[list[dict[
     _maybe_inject_fault()
     rows: list[dict[str, Any]] = []
     src: list[int] = []
-    for i, p in enumerate(batch.column("source_path").to_pylist()):
-        got = parse_path(p, opts)
-        rows += got
-        src += [i] * len(got)
+    paths = batch.column("source_path").to_pylist()
+    step = opts.batch_files
+    for start in range(0, len(paths), step):
+        for i, got in enumerate(parse_paths(paths[start:start + step], opts), start):
+            rows += got
+            src += [i] * len(got)
     return rows, src
 
 
