@@ -123,7 +123,7 @@ def test_wrapper_passes_launch_settings_to_spark_submit(tmp_path):
     c = cmd("ingest", "--input", "x")
     assert c[c.index("spark.driver.memory=1g") - 1] == "--conf"  # conf/local.toml
     log4j = "-Dlog4j2.configurationFile=file:" + str(ROOT / "conf/log4j2.properties")
-    assert f"spark.driver.extraJavaOptions={log4j} -XX:TieredStopAtLevel=1" in c  # the wrapper's + the config's
+    assert f"spark.driver.extraJavaOptions={log4j} -XX:TieredStopAtLevel=1 -XX:+UseSerialGC" in c  # the wrapper's + the config's
     c = cmd("--conf", "spark.driver.memory=2g", "ingest")
     assert "spark.driver.memory=2g" in c and "spark.driver.memory=1g" not in c
     f = tmp_path / "c.toml"

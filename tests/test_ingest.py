@@ -147,12 +147,14 @@ def test_bt_cmi_emission_peak_survives(real_run):
 
 def test_task_written_spectra_equal_spark_written(spark, real_run, tmp_path):
     """``spectra_writer = "auto"`` (tasks write the spectra files) and ``"spark"`` (Spark's writer,
-    as for HDFS or S3) give the same tables, read back with the same schema."""
+    as for HDFS or S3) give the same tables, read back with the same schema; so do batches of 7
+    files (``ingest.batch_files``) and of the default 256 (a task's 20 paths in one)."""
     from pyspark_test import assert_pyspark_df_equal
 
     summary, _, _ = real_run
     wh = tmp_path / "wh-spark-writer"
-    cfg = load_config("local", overrides=["ingest.paths_per_task=20", 'ingest.spectra_writer="spark"'])
+    cfg = load_config("local", overrides=["ingest.paths_per_task=20", 'ingest.spectra_writer="spark"',
+                                          "ingest.batch_files=7"])
     s = run_ingest(spark, str(LAMOST), str(wh), cfg)
     counts = ("seen", "ingested", "rejected", "spectra", "rejected_spectra", "rejected_by_reason", "cosmic_rays_masked")
     assert {k: s[k] for k in counts} == {k: summary[k] for k in counts}

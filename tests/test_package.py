@@ -68,7 +68,7 @@ def test_wrapper_options_become_job_arguments_like_spark_submit_sh(monkeypatch):
     assert argv[:2] == ["--env", "local"]
     assert sets[:3] == ["spark.sql.shuffle.partitions=3", "preprocess.n_points=150", "spark.master=local[2]"]
     log4j = f"-Dlog4j2.configurationFile=file:{ROOT / 'conf/log4j2.properties'}"
-    assert sets[3] == f"spark.driver.extraJavaOptions={log4j} -XX:TieredStopAtLevel=1"  # + conf/local.toml's
+    assert sets[3] == f"spark.driver.extraJavaOptions={log4j} -XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # + conf/local.toml's
     from spectraldl.config import load_config
     cfg = load_config("local", None, sets)
     assert cfg["spark"]["spark.master"] == "local[2]" and cfg["preprocess"]["n_points"] == 150
