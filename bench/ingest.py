@@ -219,7 +219,7 @@ def main() -> None:
             arc = tmp / f"archive-{label}"
             make_archive(arc, srcs, args.files)
             all_paths = sorted(arc.rglob("spec-*"))
-            rounds = []
+            rounds, phases = [], []
             # naive and job side by side, round after round: this machine's speed drifts by tens
             # of per cent within minutes, and a ratio must compare the two under the same drift
             for r in range(args.rounds):
@@ -230,6 +230,7 @@ def main() -> None:
                 job_t = time.perf_counter() - t
                 assert s["seen"] == args.files == s["ingested"] + s["rejected"] + s["skipped"]
                 rounds.append((args.files / job_t / cores, naive_rate, measured_rate))
+                phases.append((job_t, s["list_seconds"], s["parse_seconds"], s["write_seconds"]))
                 shutil.rmtree(tmp / f"wh-{label}-{r}")
             ratios = [j / n for j, n, _ in rounds]
             ratios_m = [j / m for j, _, m in rounds]
@@ -237,6 +238,9 @@ def main() -> None:
             print(f"{label:<8}{job_rate:>20.0f}{naive_rate:>17.0f}{statistics.median(ratios):>8.2f}"
                   f"{measured_rate:>18.0f}{statistics.median(ratios_m):>8.2f}   "
                   f"rounds: {', '.join(f'{x:.2f}' for x in ratios)} / {', '.join(f'{x:.2f}' for x in ratios_m)}")
+            run_s, list_s, parse_s, write_s = (f"{min(x):.2f}-{max(x):.2f}" for x in zip(*phases))
+            print(f"{'':<8}job run {run_s} s: listing {list_s}, parse {parse_s}, write {write_s} "
+                  "(the run summaries' list_seconds, parse_seconds, write_seconds; min-max of the rounds)")
             shutil.rmtree(arc)
         print("job: whole run (listing, parse, preprocessing, H-alpha measurements, commit) per core; naive: "
               "astropy + the same preprocessing (+ the same measurements), 1 core")

@@ -5,7 +5,9 @@ pass) it times, per file, each stage on its own and the whole ``parse_path``: re
 the FITS headers and data layout, the format's reader with the metadata, the default
 preprocessing (one spectrum at a time, and ``preprocess_batch`` over the files in one array) and the
 H-alpha measurements, then ``parse_path`` file by file against ``parse_paths`` over ``ingest.batch_files``
-files at a time, which is what the ingest's tasks run; for the real MRS files, ``parse_path`` per spectrum
+files at a time, which is what the ingest's tasks run (and, to tell its two gains apart, the same
+with each spectrum preprocessed on its own: the stages taken in turn over the batch, without the
+2-D array); for the real MRS files, ``parse_path`` per spectrum
 (red co-adds and exposures) and the night's cleaning (``clean_night``) within it. Medians of
 ``--rounds`` rounds.
 
@@ -27,6 +29,8 @@ from spectraldl.halpha import measure_spectrum  # noqa: E402
 from spectraldl.io import read_spectra  # noqa: E402
 from spectraldl.io.fits import load_bytes  # noqa: E402
 from spectraldl.io.mrs_quality import clean_night  # noqa: E402
+from spectraldl import parse  # noqa: E402
+from spectraldl.io.errors import SpectrumError  # noqa: E402
 from spectraldl.parse import ParseOptions, parse_path, parse_paths  # noqa: E402
 from spectraldl.preprocess import preprocess, preprocess_batch  # noqa: E402
 from spectraldl.sources import read_source_bytes  # noqa: E402
@@ -71,6 +75,22 @@ def main() -> None:
         for k in range(0, len(lrs), opts.batch_files):
             parse_paths(lrs[k:k + opts.batch_files], opts)
 
+    def one_by_one(w, fluxes, andmasks, settings, names):  # preprocess_batch without the 2-D array
+        out = []
+        for f, m, name in zip(fluxes, andmasks, names):
+            try:
+                out.append(preprocess(w, f, None, settings, name=name, andmask=m))
+            except SpectrumError as exc:
+                out.append(exc)
+        return out
+
+    def parse_batches_one_by_one(_):
+        parse.preprocess_batch = one_by_one
+        try:
+            parse_batches(_)
+        finally:
+            parse.preprocess_batch = preprocess_batch
+
     stages = {
         "read bytes": lambda p: read_source_bytes(p, opts.limits),
         "FITS headers and layout": lambda d: load_bytes(d, "x"),
@@ -80,8 +100,11 @@ def main() -> None:
         "H-alpha measurements": lambda s: measure_spectrum(s, settings=opts.measure),
         "parse_path (all of it)": lambda p: parse_path(p, opts),
         "parse_paths (what tasks run)": None,
+        "  the same, 1-D preprocess": None,
     }
-    whole = {"preprocess_batch per grid": (prep_batches, len(good)), "parse_paths (what tasks run)": (parse_batches, len(lrs))}
+    whole = {"preprocess_batch per grid": (prep_batches, len(good)),
+             "parse_paths (what tasks run)": (parse_batches, len(lrs)),
+             "  the same, 1-D preprocess": (parse_batches_one_by_one, len(lrs))}
     inputs = {"read bytes": lrs, "FITS headers and layout": data, "FITS + reader + metadata": data,
               "preprocess": good, "H-alpha measurements": good, "parse_path (all of it)": lrs}
 
