@@ -227,8 +227,12 @@ def _normalise(vec: np.ndarray, s: PreprocessSettings) -> tuple[np.ndarray, np.n
 _WINDOWS: dict[tuple[int, int], tuple[Any, PreprocessSettings, _Plan]] = {}
 
 
+def _covers(w: np.ndarray, s: PreprocessSettings) -> bool:
+    return not (w.size < 2 or w[0] > s.window_start or w[-1] < s.window_stop)
+
+
 def _covered(w: np.ndarray, s: PreprocessSettings, name: str | None) -> None:
-    if w.size < 2 or w[0] > s.window_start or w[-1] < s.window_stop:
+    if not _covers(w, s):
         lo, hi = (w[0], w[-1]) if w.size else (np.nan, np.nan)
         raise SpectrumError("window_not_covered", name,
                             f"{lo:.1f}-{hi:.1f} Å does not cover {s.window_start}-{s.window_stop} Å")
@@ -355,7 +359,7 @@ def preprocess_batch(wavelength: np.ndarray, fluxes: list[np.ndarray], andmasks:
     names = names if names is not None else [None] * len(fluxes)
     out: list[Any] = [None] * len(fluxes)
     w = np.asarray(wavelength, dtype=np.float64)
-    plan = _window(w, s, full=True) if w.size >= 2 and w[0] <= s.window_start and w[-1] >= s.window_stop else None
+    plan = _window(w, s, full=True) if _covers(w, s) else None
     rows: list[int] = []
     if plan is not None and _fast(plan, s) and len(fluxes) > 1:
         i0, i1 = plan.i0, plan.i1
