@@ -77,39 +77,45 @@ def real_mrs(real: Path) -> list[Path]:
     return sorted((real / "lamost").rglob("med-*.fits*"))
 
 
-def naive_mrs_loop(paths: list[Path], measure: bool = False) -> tuple[float, int]:
-    """The astropy loop over MRS files: per file open, per red table (``COADD_R``, ``R-<LMJM>``)
-    flux + wavelength sorted ascending, the same blur to R 1,800 and the same preprocessing (+ the
-    same H-alpha measurements at R 7,500); no cosmic-ray cleaning. Returns (seconds, spectra)."""
+def opened(paths: list[Path]):
+    """Each path opened with astropy (memmap off, its warnings silenced), as the naive loops read."""
     from astropy.io import fits
-    from spectraldl.adapt import degrade_resolution
-    n = 0
-    t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for p in paths:
             with fits.open(p, memmap=False) as hl:
-                for hdu in hl[1:]:
-                    name = hdu.header.get("EXTNAME", "")
-                    if name != "COADD_R" and not name.startswith("R-"):
-                        continue
-                    d = hdu.data
-                    if "WAVELENGTH" in d.names:
-                        wave, flux = np.asarray(d["WAVELENGTH"][0], float), np.asarray(d["FLUX"][0], float)
-                    else:
-                        wave, flux = 10 ** np.asarray(d["LOGLAM"], float), np.asarray(d["FLUX"], float)
-                    mask = np.asarray(d["ANDMASK" if "ANDMASK" in d.names else "PIXMASK"]).ravel()
-                    o = np.argsort(wave)
-                    wave, flux, mask = wave[o], flux[o], mask[o]
-                    good = np.isfinite(flux) & (mask == 0)
-                    n += 1
-                    try:
-                        blurred, _ = degrade_resolution(wave, flux, good)
-                        preprocess(wave, blurred, good)
-                    except SpectrumError:
-                        continue
-                    if measure:
-                        measure_halpha(wave, flux, None, mask, resolving_power=7500.0)
+                yield hl
+
+
+def naive_mrs_loop(paths: list[Path], measure: bool = False) -> tuple[float, int]:
+    """The astropy loop over MRS files: per file open, per red table (``COADD_R``, ``R-<LMJM>``)
+    flux + wavelength sorted ascending, the same blur to R 1,800 and the same preprocessing (+ the
+    same H-alpha measurements at R 7,500); no cosmic-ray cleaning. Returns (seconds, spectra)."""
+    from spectraldl.adapt import degrade_resolution
+    n = 0
+    t = time.perf_counter()
+    for hl in opened(paths):
+        for hdu in hl[1:]:
+            name = hdu.header.get("EXTNAME", "")
+            if name != "COADD_R" and not name.startswith("R-"):
+                continue
+            d = hdu.data
+            if "WAVELENGTH" in d.names:
+                wave, flux = np.asarray(d["WAVELENGTH"][0], float), np.asarray(d["FLUX"][0], float)
+            else:
+                wave, flux = 10 ** np.asarray(d["LOGLAM"], float), np.asarray(d["FLUX"], float)
+            mask = np.asarray(d["ANDMASK" if "ANDMASK" in d.names else "PIXMASK"]).ravel()
+            o = np.argsort(wave)
+            wave, flux, mask = wave[o], flux[o], mask[o]
+            good = np.isfinite(flux) & (mask == 0)
+            n += 1
+            try:
+                blurred, _ = degrade_resolution(wave, flux, good)
+                preprocess(wave, blurred, good)
+            except SpectrumError:
+                continue
+            if measure:
+                measure_halpha(wave, flux, None, mask, resolving_power=7500.0)
     return time.perf_counter() - t, n
 
 
@@ -117,28 +123,24 @@ def naive_loop(paths: list[Path], measure: bool = False) -> tuple[float, int]:
     """The astropy loop: per file open, flux + wavelength, the same preprocessing; with ``measure``
     also the same H-alpha measurements (``spectraldl.halpha.measure_halpha``), so that it makes
     what the job makes."""
-    from astropy.io import fits
     ok = 0
     t = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for p in paths:
-            with fits.open(p, memmap=False) as hl:
-                if "COADD" in hl:
-                    row = hl["COADD"].data
-                    flux, wave, mask = row["FLUX"][0], row["WAVELENGTH"][0], row["ANDMASK"][0]
-                    ivar = row["IVAR"][0]
-                else:
-                    h, d = hl[0].header, hl[0].data
-                    flux, ivar, mask = d[0], d[1], d[3]
-                    wave = 10 ** (h["COEFF0"] + np.arange(d.shape[1]) * h["COEFF1"])
-            try:
-                preprocess(wave, flux, np.isfinite(flux) & (mask == 0))
-                ok += 1
-            except SpectrumError:
-                continue
-            if measure:
-                measure_halpha(np.asarray(wave, dtype=np.float64), flux, ivar, mask)
+    for hl in opened(paths):
+        if "COADD" in hl:
+            row = hl["COADD"].data
+            flux, wave, mask = row["FLUX"][0], row["WAVELENGTH"][0], row["ANDMASK"][0]
+            ivar = row["IVAR"][0]
+        else:
+            h, d = hl[0].header, hl[0].data
+            flux, ivar, mask = d[0], d[1], d[3]
+            wave = 10 ** (h["COEFF0"] + np.arange(d.shape[1]) * h["COEFF1"])
+        try:
+            preprocess(wave, flux, np.isfinite(flux) & (mask == 0))
+            ok += 1
+        except SpectrumError:
+            continue
+        if measure:
+            measure_halpha(np.asarray(wave, dtype=np.float64), flux, ivar, mask)
     return time.perf_counter() - t, ok
 
 
